@@ -1,0 +1,37 @@
+"""nds: differentiable simulation of mixed-signal near-data DNN hardware in JAX.
+
+See DESIGN.md for the architecture. The public API::
+
+    card  = nds.load_card("pcm_joshi2020", nds.cells.PCM)
+    tile  = nds.tiles.CrossbarTile(cell=card)
+    model = nds.analogize(eqx_model, tile=tile)
+    chip  = nds.program(model, key=k1)
+    aged  = nds.drift(chip, t=86400.0, key=k2)
+    y     = aged(x, key=k3)
+    mc    = nds.monte_carlo(fn, model, key=k4, num_chips=100)
+    rep   = nds.cost(model, input_shape=(1, 28, 28))
+"""
+
+from . import arrays as arrays
+from . import cells as cells
+from . import converters as converters
+from . import mapping as mapping
+from . import nn as nn
+from . import tiles as tiles
+from . import train as train
+from ._cards import AbstractCardModule as AbstractCardModule
+from ._cards import CardError as CardError
+from ._cards import CardInfo as CardInfo
+from ._cards import list_cards as list_cards
+from ._cards import load_card as load_card
+from ._cost_types import Cost as Cost
+from ._monte_carlo import MonteCarloResult as MonteCarloResult
+from ._monte_carlo import monte_carlo as monte_carlo
+from ._monte_carlo import summarize as summarize
+from ._program import drift as drift
+from ._program import program as program
+from .costs import CostReport as CostReport
+from .costs import cost as cost
+from .nn._analogize import analogize as analogize
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""The cost record every tile, memory and layer reports (energy, latency, area, counts).
+
+Kept at the bottom of the dependency graph so that cells, converters, memories and tiles can
+all return it. :func:`nds.cost` sums them per layer and per inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["ENERGY_CATEGORIES", "Cost"]
+
+#: Energy categories of the survey's section VIII report.
+ENERGY_CATEGORIES = ("compute", "conversion", "array", "onchip_memory", "offchip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Cost of one action group (a layer on a tile, a memory's traffic, ...), per inference.
+
+    Attributes:
+        counts: action name -> number of actions per inference (e.g. ``"adc_conversions"``,
+            ``"dac_conversions"``, ``"cell_reads"``, ``"digital_adds"``, ``"macs"``,
+            ``"dram_bytes"``).
+        energy_j: category (one of :data:`ENERGY_CATEGORIES`) -> energy per inference, J.
+        latency_s: latency of one inference through this group, s.
+        area_m2: silicon area of the hardware this group occupies, m².
+        offchip_bytes: bytes moved to or from off-chip memory per inference.
+        macs: multiply-accumulates per inference.
+        bits_weight, bits_activation: operand precisions (``None`` = floating point).
+        hardware: short name ("digital", "rram", "pcm", "sram", ...).
+        measured: whether the per-action figures come from silicon measurements (True) or
+            from simulation / secondary sources (False).
+        sources: card sources the figures come from.
+    """
+
+    counts: dict[str, float] = dataclasses.field(default_factory=dict)
+    energy_j: dict[str, float] = dataclasses.field(default_factory=dict)
+    latency_s: float = 0.0
+    area_m2: float = 0.0
+    offchip_bytes: float = 0.0
+    macs: float = 0.0
+    bits_weight: int | None = None
+    bits_activation: int | None = None
+    hardware: str = ""
+    measured: bool = False
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = set(self.energy_j) - set(ENERGY_CATEGORIES)
+        if bad:
+            raise ValueError(f"Cost.energy_j: unknown categories {sorted(bad)}; allowed {ENERGY_CATEGORIES}")
+
+    @property
+    def energy_total_j(self) -> float:
+        return float(sum(self.energy_j.values()))
+
+    def __add__(self, other: "Cost") -> "Cost":
+        def merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = out.get(k, 0.0) + v
+            return out
+
+        hw = self.hardware if self.hardware == other.hardware or not other.hardware else (
+            other.hardware if not self.hardware else f"{self.hardware}+{other.hardware}")
+        return Cost(
+            counts=merge(self.counts, other.counts),
+            energy_j=merge(self.energy_j, other.energy_j),
+            latency_s=self.latency_s + other.latency_s,
+            area_m2=self.area_m2 + other.area_m2,
+            offchip_bytes=self.offchip_bytes + other.offchip_bytes,
+            macs=self.macs + other.macs,
+            bits_weight=self.bits_weight if self.bits_weight == other.bits_weight else None,
+            bits_activation=self.bits_activation if self.bits_activation == other.bits_activation else None,
+            hardware=hw,
+            measured=self.measured and other.measured,
+            sources=tuple(dict.fromkeys(self.sources + other.sources)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["energy_total_j"] = self.energy_total_j
+        d["sources"] = list(self.sources)
+        return d

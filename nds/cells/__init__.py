@@ -1,0 +1,5 @@
+"""Cells: the physics of one storage element (resistive device, SRAM bit-cell, capacitor)."""
+
+from ._resistive import PCM as PCM
+from ._resistive import RRAM as RRAM
+from ._resistive import AbstractResistiveCell as AbstractResistiveCell

@@ -1,0 +1,6 @@
+"""Converters: DACs, ADCs and their per-conversion costs."""
+
+from ._uniform import ConverterCosts as ConverterCosts
+from ._uniform import UniformADC as UniformADC
+from ._uniform import UniformDAC as UniformDAC
+from ._uniform import quantize as quantize

@@ -1,0 +1,396 @@
+"""The main job: a study described by TOML → table, ``results.json`` and plots.
+
+A study trains a network digitally, evaluates it, maps it onto each hardware entry, runs
+Monte Carlo over chips (at each time after programming for drifting devices), fine-tunes with
+noise-aware training and evaluates the same rows again. Every finished part is saved under
+``<out>/parts/`` (JSON for rows, Equinox serialisation for trained models) and a rerun with the
+same configuration resumes from there. The built-in default (``nds study`` with no argument)
+is :data:`DEFAULT_STUDY`.
+
+``results.json`` schema::
+
+    {
+      "study": {...the configuration...},
+      "dataset": {"name": "mnist", "n_test": 1000, "n_train": 4000},
+      "rows": [
+        {"hardware": "digital" | "<hardware name>", "card": "<card>" | null,
+         "training": "standard" | "noise-aware", "t_seconds": float | null,
+         "accuracy": {"mean", "std", "p5", "p50", "p95", "ci": [lo, hi], "n", "confidence",
+                      "samples": [one per chip]},
+         "energy_j": float, "latency_s": float,          # per inference
+         "energy_breakdown_j": {...}, "area_m2": float, "num_chips": int}
+      ],
+      "cost": {"<hardware>": [per-layer cost rows]}
+    }
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import pathlib
+import time
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import cells as _cells
+from ._cards import load_card
+from ._monte_carlo import monte_carlo, summarize
+from ._program import drift, program
+from .arrays._crossbar import ResistiveCrossbar
+from .converters._uniform import UniformADC, UniformDAC
+from .costs import cost
+from .datasets import DATASETS, load_dataset
+from .nn._analogize import analogize
+from .nn.models import lenet5, mlp
+from .tiles._crossbar import CrossbarTile
+from .tiles._digital import DigitalTile
+from .train import accuracy, fit
+
+__all__ = ["DEFAULT_STUDY", "StudyError", "load_study", "run_study"]
+
+DEFAULT_STUDY: dict[str, Any] = {
+    "study": {"name": "default", "seed": 0, "chips": 32, "chip_batch": 8,
+              "times": [1.0, 3600.0, 86400.0, 31536000.0]},
+    "dataset": {"name": "mnist", "n_train": 4000, "n_test": 1000},
+    "network": {"name": "lenet5", "digital_layers": []},
+    "training": {"steps": 2000, "batch_size": 64, "lr": 1e-3,
+                 "noise_aware_steps": 400, "noise_aware_lr": 3e-4, "noise_aware_t": 86400.0},
+    "hardware": [
+        {"name": "rram", "card": "rram_generic", "rows": 256, "cols": 256, "dac_bits": 8,
+         "adc_bits": 8, "adc_range": 12.0, "out_noise": 0.04},
+        {"name": "pcm", "card": "pcm_joshi2020", "rows": 256, "cols": 256, "dac_bits": 8,
+         "adc_bits": 8, "adc_range": 12.0, "out_noise": 0.04},
+    ],
+}
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "study": {"name": str, "seed": int, "chips": int, "chip_batch": int, "times": list},
+    "dataset": {"name": str, "n_train": int, "n_test": int},
+    "network": {"name": str, "digital_layers": list},
+    "training": {"steps": int, "batch_size": int, "lr": (int, float), "noise_aware_steps": int,
+                 "noise_aware_lr": (int, float), "noise_aware_t": (int, float)},
+}
+_HW_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "name": str, "card": str, "cell": str, "rows": int, "cols": int, "dac_bits": int, "adc_bits": int,
+    "adc_range": (int, float), "out_noise": (int, float),
+}
+_CELLS = {"pcm": _cells.PCM, "rram": _cells.RRAM}
+NETWORKS = ("lenet5", "mlp")
+
+
+class StudyError(ValueError):
+    """A malformed study file: names the file, the key and what is allowed."""
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
+    """Check a study configuration; returns it. Raises :class:`StudyError`."""
+    allowed = set(_SCHEMA) | {"hardware"}
+    for k in cfg:
+        if k not in allowed:
+            raise StudyError(f"{where}: unknown table [{k}]; allowed: {sorted(allowed)}")
+    for table, keys in _SCHEMA.items():
+        for k, v in cfg[table].items():
+            if k not in keys:
+                raise StudyError(f"{where}: unknown key {table}.{k}; allowed: {sorted(keys)}")
+            if not isinstance(v, keys[k]) or isinstance(v, bool):
+                raise StudyError(f"{where}: {table}.{k} = {v!r} has the wrong type; expected {keys[k]}")
+    s = cfg["study"]
+    if s["chips"] < 1 or s["chip_batch"] < 1:
+        raise StudyError(f"{where}: study.chips = {s['chips']} and study.chip_batch = {s['chip_batch']} must be >= 1")
+    if any((not isinstance(t, (int, float))) or t < 0 for t in s["times"]):
+        raise StudyError(f"{where}: study.times = {s['times']}: must be a list of seconds >= 0")
+    if cfg["dataset"]["name"] not in DATASETS:
+        raise StudyError(f"{where}: dataset.name = {cfg['dataset']['name']!r}; allowed: {list(DATASETS)}")
+    if cfg["network"]["name"] not in NETWORKS:
+        raise StudyError(f"{where}: network.name = {cfg['network']['name']!r}; allowed: {list(NETWORKS)}")
+    hw = cfg["hardware"]
+    if not isinstance(hw, list) or not hw:
+        raise StudyError(f"{where}: [[hardware]] must list at least one entry")
+    names = set()
+    for i, h in enumerate(hw):
+        for k, v in h.items():
+            if k not in _HW_SCHEMA:
+                raise StudyError(f"{where}: unknown key hardware[{i}].{k}; allowed: {sorted(_HW_SCHEMA)}")
+            if not isinstance(v, _HW_SCHEMA[k]) or isinstance(v, bool):
+                raise StudyError(f"{where}: hardware[{i}].{k} = {v!r} has the wrong type; expected {_HW_SCHEMA[k]}")
+        for k in ("name", "card"):
+            if k not in h:
+                raise StudyError(f"{where}: hardware[{i}] needs key {k!r}")
+        if h["name"] in names or h["name"] == "digital":
+            raise StudyError(f"{where}: hardware[{i}].name = {h['name']!r} is repeated or reserved")
+        names.add(h["name"])
+    return cfg
+
+
+def load_study(path: str | pathlib.Path | None = None, **overrides: Any) -> dict:
+    """The default study, updated by a TOML file (any subset of its tables) and overrides.
+
+    A file's ``[[hardware]]`` list replaces the default list; entries inherit the default
+    entry's keys (array size, bits, noise) unless given.
+    """
+    cfg = copy.deepcopy(DEFAULT_STUDY)
+    where = "<built-in default>"
+    if path is not None:
+        where = str(path)
+        try:
+            user = tomllib.loads(pathlib.Path(path).read_text())
+        except FileNotFoundError:
+            raise StudyError(f"{where}: no such study file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise StudyError(f"{where}: not valid TOML: {e}") from None
+        hw = user.pop("hardware", None)
+        cfg = _merge(cfg, user)
+        if hw is not None:
+            base = {k: v for k, v in DEFAULT_STUDY["hardware"][0].items() if k not in ("name", "card")}
+            cfg["hardware"] = [dict(base, **h) for h in hw]
+    for k, v in overrides.items():
+        table, _, key = k.partition(".")
+        cfg[table][key] = v
+    return validate_study(cfg, where)
+
+
+def make_tile(h: dict) -> CrossbarTile:
+    """The crossbar tile of a ``[[hardware]]`` entry."""
+    card = h["card"]
+    cell_name = h.get("cell")
+    if cell_name is None:
+        from ._cards import card_path
+
+        cell_name = tomllib.loads(card_path(card).read_text())["meta"]["kind"]
+    if cell_name not in _CELLS:
+        raise StudyError(f"hardware {h['name']!r}: card kind {cell_name!r} is not a resistive cell "
+                         f"({', '.join(_CELLS)})")
+    cell = load_card(card, _CELLS[cell_name])
+    return CrossbarTile(
+        cell=cell, array=ResistiveCrossbar(rows=h["rows"], cols=h["cols"]),
+        dac=UniformDAC(bits=h["dac_bits"]), adc=UniformADC(bits=h["adc_bits"], y_range=float(h["adc_range"])),
+        out_noise=float(h["out_noise"]),
+    )
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Parts:
+    """Finished parts of a study on disk (``<out>/parts``), keyed by what they depend on."""
+
+    def __init__(self, out: pathlib.Path):
+        self.dir = out / "parts"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def json(self, name: str, dep: Any, make: Callable[[], Any]) -> Any:
+        p = self.dir / f"{name}.json"
+        h = _hash(dep)
+        if p.exists():
+            d = json.loads(p.read_text())
+            if d.get("hash") == h:
+                return d["value"]
+        v = make()
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"hash": h, "value": v}))
+        tmp.replace(p)
+        return v
+
+    def model(self, name: str, dep: Any, like: Any, make: Callable[[], Any]) -> tuple[Any, bool]:
+        p = self.dir / f"{name}.eqx"
+        hp = self.dir / f"{name}.hash"
+        h = _hash(dep)
+        if p.exists() and hp.exists() and hp.read_text() == h:
+            return eqx.tree_deserialise_leaves(p, like), True
+        m = make()
+        eqx.tree_serialise_leaves(p, m)
+        hp.write_text(h)
+        return m, False
+
+
+def run_study(
+    cfg: dict,
+    out: str | pathlib.Path,
+    *,
+    console: Any = None,
+    progress: Any = None,
+) -> dict:
+    """Run a validated study configuration, writing to ``out``. Returns the results dict.
+
+    ``progress``: a ``rich.progress.Progress`` (optional) for progress bars.
+    """
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = _Parts(out)
+    log = (lambda s: console.print(s)) if console is not None else (lambda s: None)
+    s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
+    key = jax.random.key(s["seed"])
+    k_init, k_train, k_mc, k_na = jax.random.split(key, 4)
+    ds = load_dataset(d["name"], n_train=d["n_train"], n_test=d["n_test"], seed=s["seed"])
+    xtr, ytr, xte, yte = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    n_classes = 10
+    if n["name"] == "lenet5":
+        net = lenet5(ds.input_shape, n_classes, key=k_init)
+    else:
+        net = mlp((int(np.prod(ds.input_shape)), 256, 128, n_classes), key=k_init)
+
+    def bar(desc: str, total: int):
+        if progress is None:
+            return (lambda done, *_: None), (lambda: None)
+        task = progress.add_task(desc, total=total)
+        return (lambda done, *_: progress.update(task, completed=done)), (lambda: progress.remove_task(task))
+
+    # 1. digital training --------------------------------------------------------------
+    dep_train = {"dataset": d, "network": n, "seed": s["seed"], "steps": tr["steps"], "bs": tr["batch_size"],
+                 "lr": tr["lr"]}
+    upd, done = bar("train digital", tr["steps"])
+
+    def train_digital():
+        import optax
+
+        m, _ = fit(net, xtr, ytr, key=k_train, steps=tr["steps"], batch_size=tr["batch_size"],
+                   optimizer=optax.adam(tr["lr"]), progress=upd)
+        return m
+
+    digital, cached = parts.model("digital", dep_train, net, train_digital)
+    done()
+    log(f"digital model {'loaded from parts/' if cached else 'trained'}")
+    rows: list[dict] = []
+
+    def digital_row():
+        acc = float(eqx.filter_jit(lambda m: accuracy(m, xte, yte, key=None))(digital))
+        dmodel = analogize(digital, DigitalTile())
+        c = cost(dmodel, ds.input_shape)
+        return {"hardware": "digital", "card": "digital_45nm", "training": "standard", "t_seconds": None,
+                "accuracy": dict(summarize(np.array([acc])), samples=[acc]),
+                "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": c.total.energy_j,
+                "area_m2": c.total.area_m2, "num_chips": 1}
+
+    rows.append(parts.json("row_digital", dep_train, digital_row))
+    cost_tables: dict[str, Any] = {}
+
+    def eval_fn(args, k):
+        model, t = args
+        kp, kd, kr = jax.random.split(k, 3)
+        chip = program(model, key=kp)
+        chip = drift(chip, t, key=kd)
+        return accuracy(chip, xte, yte, key=kr)
+
+    for h in cfg["hardware"]:
+        tile = make_tile(h)
+        digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
+        amodel = analogize(digital, tile, digital=digital_layers)
+        c = cost(amodel, ds.input_shape)
+        cost_tables[h["name"]] = c.rows()
+        drifts = tile.cell.has_drift
+        times = list(s["times"]) if drifts else [None]
+
+        def mc_rows(model, training: str, model_dep: Any) -> list[dict]:
+            res = []
+            for t in times:
+                name = f"row_{h['name']}_{training}_{'none' if t is None else int(t)}"
+                dep = {"model": model_dep, "hw": h, "t": t, "chips": s["chips"], "seed": s["seed"], "ds": d}
+
+                def make():
+                    upd, done = bar(f"{h['name']} {training} t={'-' if t is None else _fmt_t(t)}", s["chips"])
+                    tt = jnp.asarray(0.0 if t is None else float(t), jnp.float32)
+                    r = monte_carlo(eval_fn, (model, tt), key=k_mc, num_chips=s["chips"],
+                                    batch_size=s["chip_batch"], progress=upd)
+                    done()
+                    samples = [float(v) for v in np.asarray(r.samples)]
+                    return {"hardware": h["name"], "card": h["card"], "training": training, "t_seconds": t,
+                            "accuracy": dict(r.stats, samples=samples), "energy_j": c.energy_j,
+                            "latency_s": c.latency_s, "energy_breakdown_j": c.total.energy_j,
+                            "area_m2": c.total.area_m2, "num_chips": s["chips"]}
+
+                res.append(parts.json(name, dep, make))
+            return res
+
+        rows += mc_rows(amodel, "standard", dep_train)
+        # noise-aware fine-tuning on this hardware -------------------------------------
+        dep_na = {"base": dep_train, "hw": h, "steps": tr["noise_aware_steps"], "lr": tr["noise_aware_lr"],
+                  "t": tr["noise_aware_t"] if drifts else None, "dl": n["digital_layers"]}
+        upd, done = bar(f"noise-aware training on {h['name']}", tr["noise_aware_steps"])
+
+        def train_na():
+            import optax
+
+            m, _ = fit(amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)), steps=tr["noise_aware_steps"],
+                       batch_size=tr["batch_size"], optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
+                       t_drift=tr["noise_aware_t"] if drifts else None, progress=upd)
+            return m
+
+        na_model, cached = parts.model(f"noise_aware_{h['name']}", dep_na, amodel, train_na)
+        done()
+        log(f"noise-aware model on {h['name']} {'loaded from parts/' if cached else 'trained'}")
+        rows += mc_rows(na_model, "noise-aware", dep_na)
+
+    results = {
+        "study": cfg,
+        "dataset": {"name": ds.name, "n_test": int(len(ds.y_test)), "n_train": int(len(ds.y_train))},
+        "rows": rows,
+        "cost": cost_tables,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_accuracy_vs_time(results, out / "accuracy_vs_time.png")
+    return results
+
+
+def _fmt_t(t: float | None) -> str:
+    if t is None:
+        return "-"
+    for unit, sec in (("y", 31536000.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if t >= sec:
+            return f"{t / sec:g} {unit}"
+    return f"{t:g} s"
+
+
+def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
+    """Accuracy (mean with 5th–95th percentile band over chips) against time since
+    programming, per hardware and training; digital accuracy as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rows = results["rows"]
+    dig = [r for r in rows if r["hardware"] == "digital"]
+    if dig:
+        ax.axhline(100 * dig[0]["accuracy"]["mean"], color="k", ls="--", lw=1, label="digital")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["t_seconds"] is not None:
+            groups.setdefault((r["hardware"], r["training"]), []).append(r)
+    for (hw, training), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["t_seconds"])
+        t = [r["t_seconds"] for r in rs]
+        m = [100 * r["accuracy"]["mean"] for r in rs]
+        lo = [100 * r["accuracy"]["p5"] for r in rs]
+        hi = [100 * r["accuracy"]["p95"] for r in rs]
+        line, = ax.plot(t, m, marker="o", ls="-" if training == "noise-aware" else ":", label=f"{hw}, {training}")
+        ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("time since programming (s)")
+    ax.set_ylabel(f"test accuracy (%), {results['dataset']['name']}, n={results['dataset']['n_test']}")
+    ax.set_title("accuracy over chips: mean and 5th–95th percentile")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,232 @@
+"""Resistive crossbar tile (statistical level): DAC → crossbar of differential pairs → ADC → digital.
+
+Forward for one input vector ``x`` (shape ``(in,)``), following the structure of IBM's analog
+tiles (Rasch et al., Nat. Commun. 14, 5282 (2023)) with the physical quantities made explicit:
+
+1. DAC: ``x`` is divided by its scale (per-vector abs-max, or a fixed range) and quantized to
+   ``dac.bits``; the word-line voltage is ``v = level · v_read`` (V).
+2. Array: weights are mapped to differential conductance pairs (:mod:`nds.mapping`), programmed
+   with the cell's programming error, aged with its drift; the matrix is partitioned onto
+   ``rows × cols`` arrays; each array gives bit-line currents ``I = v @ M`` (A), ``M`` being
+   the wire model's transfer matrix (``M = g`` for ideal wires).
+3. Sense: the differential current of each column is normalized by ``v_read (g_max − g_min)``;
+   per read it receives output noise ``out_noise`` (normalized units, per column and array)
+   and the cells' cycle-to-cycle read noise (``read_noise_c2c`` relative per device; its sum
+   on a column is Gaussian with variance ``Σ_i v_i² (σ g⁺_ij)² + (σ g⁻_ij)²``, sampled at the
+   column — equal in distribution, at the cost of one extra MVM).
+4. ADC: each column of each array is converted once (``adc.bits`` on ``±adc.y_range``): the
+   column sum is quantized, not each product.
+5. Digital: partial sums of the row blocks are added, multiplied by the weight scale, the input
+   scale and (after drift) the global drift-compensation factor.
+
+Global drift compensation (Joshi 2020; REFERENCES.md): the mean absolute column output for an
+all-ones input is recorded right after programming; at time ``t`` outputs are scaled by the
+ratio of that reference to its value at ``t``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._cost_types import Cost
+from ..arrays._crossbar import ResistiveCrossbar
+from ..cells._resistive import AbstractResistiveCell
+from ..converters._uniform import ConverterCosts, UniformADC, UniformDAC
+from ..mapping._differential import DifferentialMapping
+from ._abstract import AbstractTile
+
+__all__ = ["CrossbarState", "CrossbarTile"]
+
+
+class CrossbarState(eqx.Module):
+    """Programmed physical state of a crossbar tile (one chip).
+
+    Attributes:
+        g_prog: (2, in, out) programmed conductances (S), axis 0 = (G+, G−).
+        nu: (2, in, out) per-device drift exponents.
+        g: (2, in, out) conductances at time ``t`` after programming (S).
+        m: (2, rb, r, out) per-array transfer matrices (S) of ``g`` through the wires.
+        w_scale: (out,) weight scale (weight units per normalized conductance).
+        ref0: reference mean |output| right after programming (normalized units).
+        comp: drift-compensation factor at ``t`` (1 when off).
+        t: seconds since programming.
+    """
+
+    g_prog: Float[Array, "2 n_in n_out"]
+    nu: Float[Array, "2 n_in n_out"]
+    g: Float[Array, "2 n_in n_out"]
+    m: Float[Array, "2 rb r n_out"]
+    w_scale: Float[Array, " n_out"]
+    ref0: Float[Array, ""]
+    comp: Float[Array, ""]
+    t: Float[Array, ""]
+
+
+class CrossbarTile(AbstractTile):
+    """Resistive crossbar tile (see module docstring).
+
+    Attributes:
+        cell: the device (:class:`nds.cells.PCM`, :class:`nds.cells.RRAM`, ...).
+        array: array size and wire model (default 256 × 256, ideal wires).
+        dac, adc: converters (default 8-bit dynamic-range DAC, 8-bit ADC on ±12).
+        mapping: weight → conductance mapping (default differential, per-layer scale).
+        out_noise: per-read output noise σ (normalized units) per column and array.
+        drift_compensation: apply global drift compensation (default True).
+        converter_costs: per-conversion energy/area card (default: ISAAC 32 nm figures).
+        columns_per_adc: columns sharing one ADC (ISAAC: 128), sets latency and ADC area.
+    """
+
+    cell: AbstractResistiveCell
+    array: ResistiveCrossbar = ResistiveCrossbar()
+    dac: UniformDAC = UniformDAC()
+    adc: UniformADC = UniformADC()
+    mapping: DifferentialMapping = DifferentialMapping()
+    out_noise: float = 0.0
+    drift_compensation: bool = eqx.field(static=True, default=True)
+    converter_costs: ConverterCosts | None = None
+    columns_per_adc: int = eqx.field(static=True, default=1)
+
+    hardware: ClassVar[str] = "crossbar"
+
+    def __check_init__(self):
+        if float(self.out_noise) < 0:
+            raise ValueError(f"CrossbarTile.out_noise = {self.out_noise}: must be >= 0")
+        if self.columns_per_adc < 1:
+            raise ValueError(f"CrossbarTile.columns_per_adc = {self.columns_per_adc}: must be >= 1")
+
+    @property
+    def name(self) -> str:
+        return self.cell.card_kind or type(self.cell).__name__.lower()
+
+    @property
+    def needs_key(self) -> bool:
+        return bool(float(self.out_noise) > 0 or float(self.cell.read_noise_c2c) > 0)
+
+    # ------------------------------------------------------------------ program time
+    def _finish(self, g_prog, nu, g, w_scale, ref0, t) -> CrossbarState:
+        m = jax.vmap(self.array.effective)(g)
+        ref = self._reference(m)
+        ref0 = ref if ref0 is None else ref0
+        comp = (ref0 / jnp.where(ref > 0, ref, 1.0)) if self.drift_compensation else jnp.ones_like(ref)
+        return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, w_scale=w_scale, ref0=ref0, comp=comp,
+                             t=jnp.asarray(t, g.dtype))
+
+    def _reference(self, m):
+        """Mean |column output| (normalized) for an all-ones input at ``v_read``."""
+        diff = (m[0] - m[1]).sum(axis=(0, 1))
+        return jnp.mean(jnp.abs(diff)) / (self.cell.g_max - self.cell.g_min)
+
+    def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> CrossbarState:
+        """Program ``w`` (out, in) onto the chip; ``key`` draws programming error and drift
+        exponents (``None`` only for a noise-free cell). Returns :class:`CrossbarState`."""
+        c = self.cell
+        g_target, w_scale = self.mapping.to_conductance(w, c.g_min, c.g_max, c.levels)
+        g_prog, nu = c.program(g_target, key=key)
+        return self._finish(g_prog, nu, g_prog, w_scale, None, 0.0)
+
+    def drift(self, state: CrossbarState, t, *, key: PRNGKeyArray | None = None) -> CrossbarState:
+        """State ``t`` s after programming: drift and accumulated read noise (PCM), with
+        global drift compensation recomputed. ``key`` draws the 1/f noise (None: none)."""
+        g = self.cell.at_time(state.g_prog, state.nu, t, key=key)
+        return self._finish(state.g_prog, state.nu, g, state.w_scale, state.ref0, t)
+
+    # ------------------------------------------------------------------ read time
+    def apply(self, state: CrossbarState, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None
+              ) -> Float[Array, " n_out"]:
+        """One MVM: ``x`` (in,) → ``y ≈ W x`` (out,). Raises ValueError if the tile has read
+        noise and ``key`` is None."""
+        return self.apply_batch(state, x[None], key=key)[0]
+
+    def apply_batch(self, state: CrossbarState, x: Float[Array, "p n_in"], *, key: PRNGKeyArray | None
+                    ) -> Float[Array, "p n_out"]:
+        """``p`` MVMs of one example (e.g. the patches of a convolution): the DAC scale is
+        shared (abs-max over the whole example when dynamic); each MVM draws its own read
+        noise. Shapes (p, in) → (p, out)."""
+        c = self.cell
+        levels, x_scale = self.dac(x)
+        v = levels * c.v_read
+        rb, r = state.m.shape[1], state.m.shape[2]
+        from ..mapping._partition import pad_to
+
+        vb = pad_to(v, 1, rb * r).reshape(v.shape[0], rb, r)
+        # differential column current I+ − I− = v @ (M+ − M−) (linear: one MVM, exactly)
+        i = jnp.einsum("pbr,brc->pbc", vb, state.m[0] - state.m[1])  # (p, rb, out)
+        norm = c.v_read * (c.g_max - c.g_min)
+        yn = i / norm
+        if self.needs_key:
+            if key is None:
+                raise ValueError("CrossbarTile.apply: this tile has read noise; pass key=...")
+            k1, k2 = jax.random.split(key)
+            if float(self.out_noise) > 0:
+                yn = yn + self.out_noise * jax.random.normal(k1, yn.shape, yn.dtype)
+            if float(c.read_noise_c2c) > 0:
+                var = jnp.einsum("pbr,brc->pbc", vb**2, state.m[0] ** 2 + state.m[1] ** 2)
+                yn = yn + c.read_noise_c2c * jnp.sqrt(var) / norm * jax.random.normal(k2, yn.shape, yn.dtype)
+        yq = self.adc(yn)
+        return yq.sum(axis=1) * state.w_scale * x_scale * state.comp
+
+    # ------------------------------------------------------------------ ideal limit
+    def ideal(self) -> "CrossbarTile":
+        """No noise, no drift, no level quantization, unbounded converters, ideal wires."""
+        return CrossbarTile(
+            cell=self.cell.ideal(), array=self.array.ideal(), dac=self.dac.ideal(), adc=self.adc.ideal(),
+            mapping=self.mapping, out_noise=0.0, drift_compensation=self.drift_compensation,
+            converter_costs=self.converter_costs, columns_per_adc=self.columns_per_adc,
+        )
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, w_shape: tuple[int, int], n_mvm: int, *, w: Float[Array, "out in"] | None = None) -> Cost:
+        """Action counts, energy, latency and area of ``n_mvm`` MVMs with an (out, in) matrix.
+
+        Energy: DAC ``bits × E_dac1`` per input per MVM (bit-serial equivalent); ADC
+        ``E_adc(bits)`` per column per array per MVM; cell reads ``v_read² · ḡ · t_read`` per
+        device per MVM with ``ḡ`` the mean target conductance of ``w`` (inputs at full scale:
+        an upper bound); digital adds of partial sums at ``shift_add_e`` each. Latency per MVM:
+        ``t_read + columns_per_adc / adc_rate`` (arrays work in parallel). Area: devices
+        (2 per weight) + ADCs (one per ``columns_per_adc`` columns) + 1-bit DACs per row.
+        """
+        out, n_in = w_shape
+        cc = self.converter_costs
+        if cc is None:
+            from .._cards import load_card
+
+            cc = load_card("converters_isaac32nm", ConverterCosts)
+        c = self.cell
+        rb, cb = self.array.grid(n_in, out)
+        adc_bits = self.adc.bits or 16
+        dac_bits = self.dac.bits or 16
+        n_dac = n_in * n_mvm
+        n_adc = rb * out * n_mvm
+        n_cells = 2 * n_in * out * n_mvm
+        n_add = rb * out * n_mvm  # partial-sum accumulation and scaling
+        if w is not None:
+            g_t, _ = self.mapping.to_conductance(jnp.asarray(w), c.g_min, c.g_max, c.levels)
+            g_mean = float(np.mean(np.asarray(g_t)))
+        else:
+            g_mean = 0.5 * (float(c.g_min) + float(c.g_max))
+        e_cell = float(c.v_read) ** 2 * g_mean * float(c.t_read)
+        energy = {
+            "conversion": n_dac * dac_bits * cc.dac_e1 + n_adc * cc.adc_energy(adc_bits),
+            "array": n_cells * e_cell,
+            "compute": n_add * cc.shift_add_e,
+        }
+        t_mvm = float(c.t_read) + self.columns_per_adc / cc.adc_rate
+        n_arrays = rb * cb
+        adcs_per_array = -(-self.array.cols // self.columns_per_adc)
+        area = n_arrays * (2 * self.array.rows * self.array.cols * float(c.cell_area)
+                           + adcs_per_array * cc.adc_area(adc_bits) + self.array.rows * cc.dac_a1)
+        sources = tuple(s for s in ((c.card.source if c.card else ""), (cc.card.source if cc.card else "")) if s)
+        return Cost(
+            counts={"dac_conversions": n_dac, "adc_conversions": n_adc, "cell_reads": n_cells,
+                    "digital_adds": n_add, "arrays": n_arrays},
+            energy_j=energy, latency_s=n_mvm * t_mvm, area_m2=area, macs=float(n_in * out * n_mvm),
+            bits_weight=(int(np.log2(c.levels)) + 1) if c.levels else None, bits_activation=self.dac.bits,
+            hardware=self.name, measured=False, sources=sources,
+        )
+

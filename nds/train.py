@@ -1,0 +1,155 @@
+"""Training, digital or noise-aware, through the same forward path as Monte Carlo.
+
+Noise-aware (hardware-aware) training samples a fresh chip at every step —
+``chip = nds.program(model, key=k_step)``, optionally aged with :func:`nds.drift` — and
+differentiates the loss of ``chip`` w.r.t. the weights through the physics (straight-through
+only for rounding and clipping, :mod:`nds._ste`). What trains is a filter
+(:func:`weights_filter`, ``eqx.partition``): the layers' ``weight`` and ``bias`` by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from ._program import drift as _drift
+from ._program import program as _program
+from .nn._analogize import is_analog_layer
+
+__all__ = ["weights_filter", "cross_entropy", "accuracy", "predict", "fit"]
+
+_TRAINABLE = (eqx.nn.Linear, eqx.nn.Conv2d)
+
+
+def weights_filter(model: Any) -> Any:
+    """Boolean pytree marking the ``weight`` and ``bias`` arrays of every Linear/Conv2d and
+    analog layer as trainable, and nothing else (tile and card parameters stay fixed)."""
+    spec = jtu.tree_map(lambda _: False, model)
+    is_layer = lambda x: isinstance(x, _TRAINABLE) or is_analog_layer(x)
+    layers = [x for x in jtu.tree_leaves(model, is_leaf=is_layer) if is_layer(x)]
+    n = sum(getattr(l, f, None) is not None for l in layers for f in ("weight", "bias"))
+
+    def where(s):
+        s_layers = [x for x in jtu.tree_leaves(s, is_leaf=is_layer) if is_layer(x)]
+        out = []
+        for sl in s_layers:
+            for f in ("weight", "bias"):
+                v = getattr(sl, f, None)
+                if v is not None:
+                    out.append(v)
+        return out
+
+    return eqx.tree_at(where, spec, [True] * n)
+
+
+def predict(model: Any, x: Array, *, key: PRNGKeyArray | None) -> Array:
+    """Logits for a batch ``x`` (leading batch axis); each example gets its own read key."""
+    if key is None:
+        return jax.vmap(lambda xi: model(xi, key=None))(x)
+    keys = jax.random.split(key, x.shape[0])
+    return jax.vmap(lambda xi, k: model(xi, key=k))(x, keys)
+
+
+def cross_entropy(logits: Array, y: Array) -> Array:
+    """Mean softmax cross-entropy; ``logits`` (B, C), integer labels ``y`` (B,)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def accuracy(model: Any, x: Array, y: Array, *, key: PRNGKeyArray | None, batch: int = 500) -> Array:
+    """Fraction of ``x`` classified as ``y``, evaluated in chunks of ``batch`` (``lax.map``)."""
+    n = x.shape[0]
+    batch = min(batch, n)
+    nb = -(-n // batch)
+    pad = nb * batch - n
+    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    yp = jnp.concatenate([y, -jnp.ones((pad,), y.dtype)]) if pad else y
+    keys = jax.random.split(key if key is not None else jax.random.key(0), nb)
+
+    def chunk(args):
+        i, k = args
+        xb = jax.lax.dynamic_slice_in_dim(xp, i * batch, batch)
+        yb = jax.lax.dynamic_slice_in_dim(yp, i * batch, batch)
+        return jnp.sum(jnp.argmax(predict(model, xb, key=None if key is None else k), -1) == yb)
+
+    return jax.lax.map(chunk, (jnp.arange(nb), keys)).sum() / n
+
+
+def fit(
+    model: Any,
+    x: Array,
+    y: Array,
+    *,
+    key: PRNGKeyArray,
+    steps: int,
+    batch_size: int = 64,
+    optimizer: optax.GradientTransformation | None = None,
+    noise_aware: bool = False,
+    t_drift: float | None = None,
+    filter_spec: Any = None,
+    loss_fn: Callable[[Array, Array], Array] = cross_entropy,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[Any, list[float]]:
+    """Train ``model`` on ``(x, y)``; returns ``(model, losses)``.
+
+    Args:
+        model: an Equinox model (digital), or an analogized one (unprogrammed).
+        x, y: training inputs (N, ...) and integer labels (N,).
+        key: randomness for batches, chips and reads.
+        steps: optimizer steps; batch_size: examples per step.
+        optimizer: optax transformation (default Adam, lr 1e-3).
+        noise_aware: program a fresh chip (``nds.program`` with a new key) every step and
+            evaluate the loss on it, reads noisy; otherwise the model must need no programming
+            (a plain Equinox model) and is trained directly.
+        t_drift: with ``noise_aware``, also age each sampled chip to ``t_drift`` seconds.
+        filter_spec: trainable leaves (default :func:`weights_filter`).
+        loss_fn: ``(logits, labels) -> scalar``.
+        progress: optional callback ``(step, loss)``.
+
+    Raises:
+        ValueError: ``steps`` < 1 or ``batch_size`` larger than the data.
+    """
+    if steps < 1:
+        raise ValueError(f"fit: steps = {steps}, must be >= 1")
+    n = x.shape[0]
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"fit: batch_size = {batch_size}, must be in [1, {n}]")
+    opt = optimizer or optax.adam(1e-3)
+    spec = filter_spec if filter_spec is not None else weights_filter(model)
+    params, static = eqx.partition(model, spec)
+    opt_state = opt.init(params)
+
+    def loss(p, xb, yb, k):
+        m = eqx.combine(p, static)
+        kp, kd, kr = jax.random.split(k, 3)
+        if noise_aware:
+            m = _program(m, key=kp)
+            if t_drift is not None:
+                m = _drift(m, t_drift, key=kd)
+        return loss_fn(predict(m, xb, key=kr if noise_aware else None), yb)
+
+    @eqx.filter_jit
+    def step(p, s, xb, yb, k):
+        l, g = jax.value_and_grad(loss)(p, xb, yb, k)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, l
+
+    losses = []
+    for i in range(steps):
+        key, kb, ks = jax.random.split(key, 3)
+        idx = jax.random.choice(kb, n, (batch_size,), replace=False)
+        params, opt_state, l = step(params, opt_state, x[idx], y[idx], ks)
+        lf = float(l)
+        if not np.isfinite(lf):
+            raise FloatingPointError(f"fit: loss became {lf} at step {i}")
+        losses.append(lf)
+        if progress is not None:
+            progress(i + 1, lf)
+    return eqx.combine(params, static), losses
