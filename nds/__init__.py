@@ -15,7 +15,9 @@ See DESIGN.md for the architecture. The public API::
 from . import arrays as arrays
 from . import cells as cells
 from . import converters as converters
+from . import dataflow as dataflow
 from . import mapping as mapping
+from . import memory as memory
 from . import nn as nn
 from . import tiles as tiles
 from . import train as train

@@ -5,3 +5,4 @@ from ._crossbar import CrossbarState as CrossbarState
 from ._crossbar import CrossbarTile as CrossbarTile
 from ._digital import DigitalMACCosts as DigitalMACCosts
 from ._digital import DigitalTile as DigitalTile
+from ._pe_array import PEArrayTile as PEArrayTile

@@ -1,0 +1,141 @@
+"""Near-memory PE arrays (Neurocube, TETRIS) against a 2D-DRAM baseline.
+
+A system is ``engines`` identical PE arrays (:class:`~nds.dataflow.PEArray`) sharing one
+memory (:mod:`nds.memory`): for a 3D stack one engine sits on the logic die under each vault
+(Neurocube, Kim et al. ISCA 2016; TETRIS, Gao et al. ASPLOS 2017) and reaches its vault
+through TSVs; for the 2D baseline the engines sit on a separate die beside LPDDR/DDR
+channels. A layer is partitioned over the engines either by batch (each engine reads all
+weights; only when the batch has at least as many images as engines) or by output channels
+(each engine reads all ifmaps); both are mapped by :func:`~nds.dataflow.map_layer` and the
+one with less energy is kept (a simple form of TETRIS's hybrid partitioning).
+
+Per layer (roofline, survey §VI-A / TETRIS §3):
+``time = max(compute time of one engine, DRAM bytes of all engines / memory bandwidth)``;
+energy = on-chip accesses x normalized energies x ``unit_energy`` (PE card) + DRAM bits x the
+memory card's ``energy_per_bit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+from ..memory._levels import AbstractMemoryLevel, roofline_time
+from ._layers import ConvShape
+from ._mapper import PEArray, LayerMapping, map_layer, DATAFLOWS
+
+__all__ = ["NearMemorySystem", "LayerRun", "NetworkRun", "run_network", "compare_systems"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NearMemorySystem:
+    """``engines`` PE arrays ``pe`` sharing ``memory``.
+
+    Raises:
+        ValueError: ``engines`` < 1, naming the argument.
+    """
+
+    name: str
+    pe: PEArray
+    memory: AbstractMemoryLevel
+    engines: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.engines, int) or self.engines < 1:
+            raise ValueError(f"NearMemorySystem: engines = {self.engines!r}; must be an integer >= 1")
+
+    @property
+    def n_pe(self) -> int:
+        return self.engines * self.pe.n_pe
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.n_pe * self.pe.clock
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRun:
+    """One layer on a system (whole batch): the mapping of one engine's part, the time (s),
+    the energy (J) by category ("compute", "onchip_memory", "offchip") and DRAM bytes."""
+
+    layer: ConvShape
+    mapping: LayerMapping
+    partition: str
+    time_s: float
+    compute_time_s: float
+    memory_time_s: float
+    energy_j: dict[str, float]
+    dram_bytes: float
+
+    @property
+    def energy_total_j(self) -> float:
+        return float(sum(self.energy_j.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkRun:
+    system: NearMemorySystem
+    layers: list[LayerRun]
+
+    @property
+    def time_s(self) -> float:
+        return float(sum(l.time_s for l in self.layers))
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(l.energy_total_j for l in self.layers))
+
+    @property
+    def dram_bytes(self) -> float:
+        return float(sum(l.dram_bytes for l in self.layers))
+
+    def throughput(self, batch: int) -> float:
+        """Images per second at the batch the layers were built with."""
+        return batch / self.time_s
+
+
+def _parts(layer: ConvShape, engines: int) -> list[tuple[ConvShape, str]]:
+    if engines == 1:
+        return [(layer, "none")]
+    out = []
+    if layer.N >= engines:
+        out.append((dataclasses.replace(layer, N=math.ceil(layer.N / engines)), "batch"))
+    g = layer.groups
+    m = max(g, math.ceil(layer.M / engines / g) * g)
+    out.append((dataclasses.replace(layer, M=m), "output_channels"))
+    return out
+
+
+def run_network(layers: Sequence[ConvShape], system: NearMemorySystem, dataflow: str = "RS") -> NetworkRun:
+    """Map and cost every layer on ``system`` (module docstring).
+
+    Raises:
+        ValueError: unknown ``dataflow``.
+    """
+    if dataflow not in DATAFLOWS:
+        raise ValueError(f"run_network: dataflow = {dataflow!r}; allowed: {DATAFLOWS}")
+    pe, mem, k = system.pe, system.memory, system.engines
+    e_abs = pe.absolute_energies(dram_energy_per_bit=float(mem.energy_per_bit))
+    runs = []
+    for L in layers:
+        m, how = min(((map_layer(part, dataflow, pe, energies=e_abs), how) for part, how in _parts(L, k)),
+                     key=lambda mh: mh[0].energy)
+        by = m.energy_by_level()
+        energy = {"compute": k * by["alu"], "onchip_memory": k * (by["buffer"] + by["array"] + by["rf"]),
+                  "offchip": k * by["dram"]}
+        dram_bytes = k * m.dram_bytes
+        t_c = m.compute_time_s
+        t_m = mem.stream_time(dram_bytes)
+        runs.append(LayerRun(L, m, how, max(t_c, t_m), t_c, t_m, energy, dram_bytes))
+    return NetworkRun(system, runs)
+
+
+def compare_systems(layers: Sequence[ConvShape], baseline: NearMemorySystem, other: NearMemorySystem,
+                    dataflow: str = "RS") -> dict[str, float]:
+    """Throughput and energy ratios ``other`` vs ``baseline`` (>1 = ``other`` better)."""
+    b = run_network(layers, baseline, dataflow)
+    o = run_network(layers, other, dataflow)
+    return {"throughput_ratio": b.time_s / o.time_s, "energy_ratio": b.energy_j / o.energy_j,
+            "baseline_time_s": b.time_s, "other_time_s": o.time_s,
+            "baseline_energy_j": b.energy_j, "other_energy_j": o.energy_j}
