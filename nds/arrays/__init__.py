@@ -3,3 +3,13 @@
 from ._crossbar import AbstractWires as AbstractWires
 from ._crossbar import IdealWires as IdealWires
 from ._crossbar import ResistiveCrossbar as ResistiveCrossbar
+from ._ir_drop import CrossbarNodes as CrossbarNodes
+from ._ir_drop import NonlinearInfo as NonlinearInfo
+from ._ir_drop import SneakPathResult as SneakPathResult
+from ._ir_drop import crossbar_currents as crossbar_currents
+from ._ir_drop import crossbar_currents_first_order as crossbar_currents_first_order
+from ._ir_drop import crossbar_currents_nonlinear as crossbar_currents_nonlinear
+from ._ir_drop import crossbar_node_voltages as crossbar_node_voltages
+from ._ir_drop import crossbar_transfer as crossbar_transfer
+from ._ir_drop import crossbar_transfer_first_order as crossbar_transfer_first_order
+from ._ir_drop import sneak_path_currents as sneak_path_currents

@@ -200,7 +200,8 @@ class PCM(AbstractResistiveCell):
         """Accumulated 1/f read-noise standard deviation (S) at time ``t``."""
         qs = jnp.minimum(self.qs_a / self._ghat(g_target) ** self.qs_exp, self.qs_max)
         arg = jnp.log((t + self.t_read_noise) / (2.0 * self.t_read_noise))
-        return g_drift * qs * jnp.sqrt(jnp.maximum(arg, 0.0))
+        pos = arg > 0  # zero before t = t_read; finite derivative there
+        return g_drift * qs * jnp.where(pos, jnp.sqrt(jnp.where(pos, arg, 1.0)), 0.0)
 
     def at_time(self, g_prog, nu, t, *, key):
         """Drifted conductance plus accumulated 1/f read noise (clipped at 0).

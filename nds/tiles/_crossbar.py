@@ -44,6 +44,12 @@ from ._abstract import AbstractTile
 __all__ = ["CrossbarState", "CrossbarTile"]
 
 
+def _safe_sqrt(v):
+    """``sqrt(v)`` for ``v >= 0`` with a finite (zero) derivative at ``v = 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 class CrossbarState(eqx.Module):
     """Programmed physical state of a crossbar tile (one chip).
 
@@ -113,7 +119,10 @@ class CrossbarTile(AbstractTile):
         m = jax.vmap(self.array.effective)(g)
         ref = self._reference(m)
         ref0 = ref if ref0 is None else ref0
-        comp = (ref0 / jnp.where(ref > 0, ref, 1.0)) if self.drift_compensation else jnp.ones_like(ref)
+        # no reference signal (every column sums to zero for the all-ones input): no compensation
+        ok = (ref > 0) & (ref0 > 0)
+        comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
+                else jnp.ones_like(ref))
         return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, w_scale=w_scale, ref0=ref0, comp=comp,
                              t=jnp.asarray(t, g.dtype))
 
@@ -167,9 +176,9 @@ class CrossbarTile(AbstractTile):
                 yn = yn + self.out_noise * jax.random.normal(k1, yn.shape, yn.dtype)
             if float(c.read_noise_c2c) > 0:
                 var = jnp.einsum("pbr,brc->pbc", vb**2, state.m[0] ** 2 + state.m[1] ** 2)
-                yn = yn + c.read_noise_c2c * jnp.sqrt(var) / norm * jax.random.normal(k2, yn.shape, yn.dtype)
+                yn = yn + c.read_noise_c2c * _safe_sqrt(var) / norm * jax.random.normal(k2, yn.shape, yn.dtype)
         yq = self.adc(yn)
-        return yq.sum(axis=1) * state.w_scale * x_scale * state.comp
+        return yq.sum(axis=1) * state.w_scale[None, :] * x_scale * state.comp
 
     # ------------------------------------------------------------------ ideal limit
     def ideal(self) -> "CrossbarTile":
