@@ -33,6 +33,8 @@ class Cost:
         measured: whether the per-action figures come from silicon measurements (True) or
             from simulation / secondary sources (False).
         sources: card sources the figures come from.
+        mac_units: multiply-accumulate units the hardware has (weights held by crossbar
+            cells, MAC units of a digital array), for area per MAC unit.
     """
 
     counts: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -46,6 +48,7 @@ class Cost:
     hardware: str = ""
     measured: bool = False
     sources: tuple[str, ...] = ()
+    mac_units: float = 0.0
 
     def __post_init__(self) -> None:
         bad = set(self.energy_j) - set(ENERGY_CATEGORIES)
@@ -77,10 +80,12 @@ class Cost:
             hardware=hw,
             measured=self.measured and other.measured,
             sources=tuple(dict.fromkeys(self.sources + other.sources)),
+            mac_units=self.mac_units + other.mac_units,
         )
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["energy_total_j"] = self.energy_total_j
         d["sources"] = list(self.sources)
+        d["area_per_mac_unit_m2"] = self.area_m2 / self.mac_units if self.mac_units else None
         return d

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 import time
 from typing import Annotated, Optional
 
@@ -15,6 +16,8 @@ app = typer.Typer(add_completion=False, help="nds: mixed-signal near-data DNN ha
 
 
 def _fmt_energy(j: float) -> str:
+    if j == 0:
+        return "0"
     for unit, f in (("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
         if j >= f:
             return f"{j / f:.3g} {unit}"
@@ -44,6 +47,25 @@ def results_table(results: dict) -> Table:
     return t
 
 
+def report_table(results: dict) -> Table:
+    """The section VIII table: accuracy beside energy (by category), off-chip traffic, latency,
+    throughput, area, bits and the hardware of each layer."""
+    t = Table(title="hardware report (per inference; energies simulated from cards)")
+    cols = ("network", "hardware", "accuracy", "energy", "compute", "conv.", "array", "on-chip", "off-chip",
+            "off-chip B", "latency", "inf/s", "area mm²", "bits w/a")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("network", "hardware") else "right")
+    for r in results.get("report", []):
+        e = r["energy_breakdown_j"]
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}% (n={r['n_test']})"
+        bits = f"{r['bits_weight'] or 'fp'}/{r['bits_activation'] or 'fp'}"
+        t.add_row(r["network"], r["hardware"], acc, _fmt_energy(r["energy_j"]), _fmt_energy(e["compute"]),
+                  _fmt_energy(e["conversion"]), _fmt_energy(e["array"]), _fmt_energy(e["onchip_memory"]),
+                  _fmt_energy(e["offchip"]), f"{r['offchip_bytes']:.3g}", _fmt_time(r["latency_s"]),
+                  f"{r['throughput_inf_per_s']:.3g}", f"{r['area_m2'] * 1e6:.3g}", bits)
+    return t
+
+
 @app.command()
 def study(
     path: Annotated[Optional[pathlib.Path], typer.Argument(help="study TOML (default: the built-in MNIST study)")] = None,
@@ -55,7 +77,7 @@ def study(
     training; print the table, write results.json and accuracy_vs_time.png to OUT."""
     from .study import StudyError, load_study, run_study
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 180)
     over = {}
     if chips is not None:
         over["study.chips"] = chips
@@ -71,7 +93,9 @@ def study(
                   console=console, transient=True) as progress:
         results = run_study(cfg, out, console=console, progress=progress)
     console.print(results_table(results))
-    console.print(f"wrote {out / 'results.json'} and {out / 'accuracy_vs_time.png'} in {time.time() - t0:.0f} s")
+    console.print(report_table(results))
+    console.print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_time.png'} and "
+                  f"{out / 'energy_breakdown.png'} in {time.time() - t0:.0f} s")
 
 
 @app.command()

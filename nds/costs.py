@@ -1,15 +1,28 @@
-"""Per-layer and per-inference cost of a model: energy, latency, area, action counts.
+"""Per-layer and per-inference cost of a model: the survey's section VIII report.
 
-:func:`cost` walks the model's analog layers (in pytree order, i.e. execution order for
-``eqx.nn.Sequential``), propagates the input shape through the model with
-``jax.eval_shape`` to learn each layer's input shape, and asks each layer's tile for its
-:class:`nds.Cost`. Digital pooling and activations are not counted (negligible next to the
-MVMs; the near-memory issue adds memory traffic).
+:func:`cost` walks the model's analog layers (pytree order = execution order for
+``eqx.nn.Sequential``), learns each layer's input shape by tracing the model abstractly
+(``jax.eval_shape``), and sums for each layer:
+
+* the tile's own cost (:meth:`AbstractTile.cost`): compute, conversions, array reads, and for
+  tiles that model their own memory hierarchy (near-DRAM PE arrays) buffer and DRAM traffic;
+* activation traffic through the on-chip buffer (``buffer`` card): the layer's input is read
+  once and its output written once, at the tile's activation precision (32 bits when
+  floating point) — every design pays this;
+* off-chip traffic (``dram`` card): the network input is read from DRAM; weights of digital
+  tiles that do not fit in the buffer are read from DRAM once per batch (``batch_size``).
+  Crossbar, SRAM and switched-capacitor tiles hold their weights in the array (weight
+  stationary): no weight traffic per inference.
+
+Latency per layer is the roofline ``max(compute latency, DRAM bytes / DRAM bandwidth)``;
+layers run one after another, so the inference latency is their sum, and the pipelined
+throughput is ``1 / max(layer latency)``. Pooling and activations are not counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import equinox as eqx
@@ -17,46 +30,68 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from ._cards import load_card
 from ._cost_types import ENERGY_CATEGORIES, Cost
 from .nn._analogize import analog_layers, is_analog_layer
 
-__all__ = ["CostReport", "cost"]
+__all__ = ["CostReport", "cost", "default_memories", "plot_energy_breakdown"]
+
+
+def default_memories() -> tuple[Any, Any]:
+    """The default on-chip buffer (Eyeriss global buffer card) and DRAM (LPDDR3 card)."""
+    from .memory import DRAM2D, SRAMBuffer
+
+    return load_card("mem_glb_eyeriss", SRAMBuffer), load_card("mem_lpddr3", DRAM2D)
 
 
 @dataclasses.dataclass(frozen=True)
 class CostReport:
-    """Per-layer costs (``layers``: list of ``(name, input_shape, Cost)``) and their sum."""
+    """Per-layer costs and their total, per inference.
+
+    Attributes:
+        layers: list of ``(name, input_shape, Cost)``.
+        total: the sum.
+        batch_size: the stated batch size (amortizes weight traffic from DRAM).
+    """
 
     layers: list[tuple[str, tuple[int, ...], Cost]]
     total: Cost
     batch_size: int = 1
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per layer plus a ``"total"`` row (JSON-ready)."""
-        out = []
-        for name, shape, c in self.layers + [("total", (), self.total)]:
-            d = c.as_dict()
-            d["layer"] = name
-            d["input_shape"] = list(shape)
-            out.append(d)
-        return out
-
     @property
     def energy_j(self) -> float:
+        """Energy per inference, J."""
         return self.total.energy_total_j
 
     @property
     def latency_s(self) -> float:
+        """Latency of one inference (layers in sequence), s."""
         return self.total.latency_s
 
+    @property
     def throughput(self) -> float:
-        """Inferences per second at ``batch_size`` with layers executed one after another."""
-        return self.batch_size / (self.total.latency_s * self.batch_size) if self.total.latency_s > 0 else float("inf")
+        """Inferences per second with layers pipelined: ``1 / max(layer latency)``."""
+        m = max((c.latency_s for _, _, c in self.layers), default=0.0)
+        return 1.0 / m if m > 0 else float("inf")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per layer plus a ``"total"`` row (JSON-ready), with every energy category."""
+        out = []
+        for name, shape, c in self.layers + [("total", (), self.total)]:
+            d = c.as_dict()
+            d["energy_j"] = {k: float(c.energy_j.get(k, 0.0)) for k in ENERGY_CATEGORIES}
+            d["layer"] = name
+            d["input_shape"] = list(shape)
+            out.append(d)
+        out[-1]["batch_size"] = self.batch_size
+        out[-1]["throughput_inf_per_s"] = self.throughput
+        out[-1]["layer_hardware"] = {name: c.hardware for name, _, c in self.layers}
+        return out
 
 
-def _layer_input_shapes(model, input_shape) -> dict[int, tuple[int, ...]]:
-    """Record the input shape each analog layer sees, by tracing the model abstractly."""
-    shapes: dict[int, tuple[int, ...]] = {}
+def _layer_shapes(model, input_shape) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Input and output shape of each analog layer, by tracing the model abstractly."""
+    shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     layers = analog_layers(model)
     ids = {id(l): i for i, l in enumerate(layers)}
 
@@ -65,8 +100,8 @@ def _layer_input_shapes(model, input_shape) -> dict[int, tuple[int, ...]]:
         idx: int = eqx.field(static=True)
 
         def __call__(self, x, *, key=None):
-            shapes[self.idx] = tuple(x.shape)
             y_shape = self.inner.output_shape(tuple(x.shape))
+            shapes[self.idx] = (tuple(x.shape), tuple(y_shape))
             return jnp.zeros(y_shape, x.dtype)
 
     probed = jtu.tree_map(lambda l: _Probe(l, ids[id(l)]) if is_analog_layer(l) else l, model,
@@ -75,31 +110,126 @@ def _layer_input_shapes(model, input_shape) -> dict[int, tuple[int, ...]]:
     return shapes
 
 
-def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1) -> CostReport:
+def _scaled(c: Cost, f: float) -> Cost:
+    return dataclasses.replace(
+        c, counts={k: v * f for k, v in c.counts.items()}, energy_j={k: v * f for k, v in c.energy_j.items()},
+        latency_s=c.latency_s * f, offchip_bytes=c.offchip_bytes * f, macs=c.macs * f)
+
+
+def _tile_cost(layer, in_shape, batch_size) -> Cost:
+    tile = layer.tile
+    if hasattr(tile, "cost_layer"):  # tiles with their own dataflow model take the layer shape
+        from .dataflow import ConvShape, FCShape
+        from .nn._layers import AnalogConv2d
+
+        if isinstance(layer, AnalogConv2d):
+            o, c, r, s = layer.weight.shape
+            (pt, pb), (pl, pr) = layer.padding
+            if pt != pb or pl != pr or pt != pl or layer.stride[0] != layer.stride[1]:
+                raise ValueError(f"cost: layer {layer.name!r}: the dataflow model needs equal padding and stride")
+            shape = ConvShape(layer.name, batch_size, c, in_shape[1], in_shape[2], o, r, s,
+                              stride=layer.stride[0], pad=pt)
+        else:
+            o, i = _matrix_shape(layer)
+            shape = FCShape(layer.name, batch_size, i, o)
+        return _scaled(tile.cost_layer(shape), 1.0 / batch_size)
+    concrete = isinstance(layer.weight, jax.Array)
+    return tile.cost(_matrix_shape(layer), layer.n_mvm(in_shape), w=layer.matrix() if concrete else None)
+
+
+def _matrix_shape(layer) -> tuple[int, int]:
+    s = layer.weight.shape
+    return int(s[0]), int(math.prod(s[1:]))
+
+
+def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffer: Any = None,
+         dram: Any = None) -> CostReport:
     """Cost of one inference of ``model`` on an input of ``input_shape`` (no batch axis).
 
     Args:
-        model: an analogized model (programmed or not); called as ``model(x, key=...)``.
+        model: an analogized model (programmed or not; weights may be abstract
+            ``jax.ShapeDtypeStruct`` leaves, e.g. from ``eqx.filter_eval_shape``, for cost-only
+            studies of large networks).
         input_shape: shape of one example, e.g. ``(1, 28, 28)``.
-        batch_size: stated batch size for throughput (latency is per inference).
+        batch_size: stated batch size: weight traffic from DRAM is amortized over it.
+        buffer: on-chip memory level for activations (default: :func:`default_memories`).
+        dram: off-chip memory level (default: :func:`default_memories`).
 
     Returns:
-        :class:`CostReport` with per-layer :class:`nds.Cost` and the total.
+        :class:`CostReport`.
 
     Raises:
-        ValueError: the model has no analog layers.
+        ValueError: the model has no analog layers, or ``batch_size`` < 1.
     """
+    if batch_size < 1:
+        raise ValueError(f"cost: batch_size = {batch_size}, must be >= 1")
     layers = analog_layers(model)
     if not layers:
         raise ValueError("cost: the model has no analog layers; run nds.analogize first (digital layers "
                          "are costed on a DigitalTile)")
-    shapes = _layer_input_shapes(model, input_shape)
+    if buffer is None or dram is None:
+        b0, d0 = default_memories()
+        buffer = buffer or b0
+        dram = dram or d0
+    shapes = _layer_shapes(model, input_shape)
     rows = []
     total = Cost()
+    digital_weight_bytes = 0.0
     for i, l in enumerate(layers):
         if i not in shapes:
             raise ValueError(f"cost: layer {l.name!r} was not reached when tracing the model")
-        c = l.cost(shapes[i])
-        rows.append((l.name, shapes[i], c))
+        s_in, s_out = shapes[i]
+        c = _tile_cost(l, s_in, batch_size)
+        if not hasattr(l.tile, "cost_layer"):
+            bits_a = c.bits_activation or 32
+            act_bytes = (math.prod(s_in) + math.prod(s_out)) * bits_a / 8.0
+            mem = buffer.cost(act_bytes)
+            off = 0.0
+            if i == 0:
+                off += math.prod(s_in) * bits_a / 8.0
+            if i == len(layers) - 1:
+                off += math.prod(s_out) * bits_a / 8.0
+            if l.tile.hardware == "digital":
+                wb = math.prod(_matrix_shape(l)) * (c.bits_weight or 32) / 8.0
+                digital_weight_bytes += wb
+                if digital_weight_bytes > float(buffer.capacity):
+                    off += wb / batch_size
+            dc = dram.cost(off) if off > 0 else Cost()
+            lat = max(c.latency_s, dc.latency_s)
+            c = dataclasses.replace(
+                c + dataclasses.replace(mem, latency_s=0.0, area_m2=0.0, hardware="")
+                + dataclasses.replace(dc, latency_s=0.0, area_m2=0.0, hardware=""),
+                latency_s=lat, hardware=c.hardware, bits_weight=c.bits_weight, bits_activation=c.bits_activation,
+                measured=c.measured)
+        rows.append((l.name, s_in, c))
         total = total + c
+    total = dataclasses.replace(total, area_m2=total.area_m2 + float(getattr(buffer, "area", 0.0)))
     return CostReport(layers=rows, total=total, batch_size=batch_size)
+
+
+def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: str = "") -> None:
+    """Stacked bars of energy per inference by category, per layer, one panel per report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(reports)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.8), squeeze=False, sharey=False)
+    colors = dict(zip(ENERGY_CATEGORIES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2")))
+    for ax, (name, rep) in zip(axes[0], reports.items()):
+        names = [nm for nm, _, _ in rep.layers]
+        bottom = [0.0] * len(names)
+        for cat in ENERGY_CATEGORIES:
+            vals = [c.energy_j.get(cat, 0.0) * 1e9 for _, _, c in rep.layers]
+            ax.bar(names, vals, bottom=bottom, color=colors[cat], label=cat)
+            bottom = [a + b for a, b in zip(bottom, vals)]
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.set_ylabel("energy per inference (nJ)")
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -15,6 +15,8 @@ import numpy as np
 __all__ = ["Dataset", "load_dataset", "DATASETS"]
 
 DATASETS = ("mnist", "digits")
+#: default (n_train, n_test) per dataset
+SPLITS = {"mnist": (4000, 1000), "digits": (1297, 500)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +45,14 @@ def load_dataset(name: str, *, n_train: int | None = None, n_test: int | None = 
 
         x, y = mnist_data()
         x = x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
-        defaults = (4000, 1000)
+        defaults = SPLITS["mnist"]
     elif name == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
         x = d.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
         y = d.target
-        defaults = (1297, 500)
+        defaults = SPLITS["digits"]
     else:
         raise ValueError(f"dataset {name!r}: unknown; available: {', '.join(DATASETS)}")
     n_train = defaults[0] if n_train is None else n_train

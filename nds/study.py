@@ -41,17 +41,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells as _cells
-from ._cards import load_card
 from ._monte_carlo import monte_carlo, summarize
 from ._program import drift, program
-from .arrays._crossbar import ResistiveCrossbar
-from .converters._uniform import UniformADC, UniformDAC
-from .costs import cost
-from .datasets import DATASETS, load_dataset
+from ._cost_types import ENERGY_CATEGORIES
+from .costs import CostReport, cost, plot_energy_breakdown
+from .datasets import DATASETS, SPLITS, load_dataset
+from .hardware import HardwareError, build_tile, entry_defaults, tile_drifts, tile_random
 from .nn._analogize import analogize
-from .nn.models import lenet5, mlp
-from .tiles._crossbar import CrossbarTile
+from .nn.models import alexnet, lenet5, mlp, vgg16
 from .tiles._digital import DigitalTile
 from .train import accuracy, fit
 
@@ -62,29 +59,28 @@ DEFAULT_STUDY: dict[str, Any] = {
               "times": [1.0, 3600.0, 86400.0, 31536000.0]},
     "dataset": {"name": "mnist", "n_train": 4000, "n_test": 1000},
     "network": {"name": "lenet5", "digital_layers": []},
-    "training": {"steps": 2000, "batch_size": 64, "lr": 1e-3,
-                 "noise_aware_steps": 400, "noise_aware_lr": 3e-4, "noise_aware_t": 86400.0},
+    "training": {"steps": 3000, "batch_size": 64, "lr": 2e-3,
+                 "noise_aware_steps": 400, "noise_aware_lr": 1e-4, "noise_aware_t": 31536000.0,
+                 "clip_sigma": 2.5},
     "hardware": [
-        {"name": "rram", "card": "rram_generic", "rows": 256, "cols": 256, "dac_bits": 8,
-         "adc_bits": 8, "adc_range": 12.0, "out_noise": 0.04},
-        {"name": "pcm", "card": "pcm_joshi2020", "rows": 256, "cols": 256, "dac_bits": 8,
-         "adc_bits": 8, "adc_range": 12.0, "out_noise": 0.04},
+        {"name": "rram", "kind": "crossbar", "card": "rram_generic"},
+        {"name": "pcm", "kind": "crossbar", "card": "pcm_joshi2020"},
     ],
+    "report": {"networks": [], "batch_size": 16},
 }
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "study": {"name": str, "seed": int, "chips": int, "chip_batch": int, "times": list},
     "dataset": {"name": str, "n_train": int, "n_test": int},
     "network": {"name": str, "digital_layers": list},
+    "report": {"networks": list, "batch_size": int},
     "training": {"steps": int, "batch_size": int, "lr": (int, float), "noise_aware_steps": int,
-                 "noise_aware_lr": (int, float), "noise_aware_t": (int, float)},
+                 "noise_aware_lr": (int, float), "noise_aware_t": (int, float), "clip_sigma": (int, float)},
 }
-_HW_SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "name": str, "card": str, "cell": str, "rows": int, "cols": int, "dac_bits": int, "adc_bits": int,
-    "adc_range": (int, float), "out_noise": (int, float),
-}
-_CELLS = {"pcm": _cells.PCM, "rram": _cells.RRAM}
 NETWORKS = ("lenet5", "mlp")
+#: cost-only networks for the ``[report]`` table: builder and input shape
+COST_NETWORKS = {"alexnet": (alexnet, (3, 227, 227)), "vgg16": (vgg16, (3, 224, 224)),
+                 "lenet5": (lambda key: lenet5(key=key), (1, 28, 28))}
 
 
 class StudyError(ValueError):
@@ -122,22 +118,26 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
         raise StudyError(f"{where}: dataset.name = {cfg['dataset']['name']!r}; allowed: {list(DATASETS)}")
     if cfg["network"]["name"] not in NETWORKS:
         raise StudyError(f"{where}: network.name = {cfg['network']['name']!r}; allowed: {list(NETWORKS)}")
+    for net in cfg["report"]["networks"]:
+        if net not in COST_NETWORKS:
+            raise StudyError(f"{where}: report.networks entry {net!r}; allowed: {sorted(COST_NETWORKS)}")
+    if cfg["report"]["batch_size"] < 1:
+        raise StudyError(f"{where}: report.batch_size = {cfg['report']['batch_size']} must be >= 1")
     hw = cfg["hardware"]
     if not isinstance(hw, list) or not hw:
         raise StudyError(f"{where}: [[hardware]] must list at least one entry")
     names = set()
+    out = []
     for i, h in enumerate(hw):
-        for k, v in h.items():
-            if k not in _HW_SCHEMA:
-                raise StudyError(f"{where}: unknown key hardware[{i}].{k}; allowed: {sorted(_HW_SCHEMA)}")
-            if not isinstance(v, _HW_SCHEMA[k]) or isinstance(v, bool):
-                raise StudyError(f"{where}: hardware[{i}].{k} = {v!r} has the wrong type; expected {_HW_SCHEMA[k]}")
-        for k in ("name", "card"):
-            if k not in h:
-                raise StudyError(f"{where}: hardware[{i}] needs key {k!r}")
-        if h["name"] in names or h["name"] == "digital":
-            raise StudyError(f"{where}: hardware[{i}].name = {h['name']!r} is repeated or reserved")
-        names.add(h["name"])
+        try:
+            e = entry_defaults(h, where, i)
+        except HardwareError as err:
+            raise StudyError(str(err)) from None
+        if e["name"] in names or e["name"] == "digital":
+            raise StudyError(f"{where}: hardware[{i}].name = {e['name']!r} is repeated or reserved ('digital')")
+        names.add(e["name"])
+        out.append(e)
+    cfg["hardware"] = out
     return cfg
 
 
@@ -158,37 +158,32 @@ def load_study(path: str | pathlib.Path | None = None, **overrides: Any) -> dict
         except tomllib.TOMLDecodeError as e:
             raise StudyError(f"{where}: not valid TOML: {e}") from None
         hw = user.pop("hardware", None)
+        ud = user.get("dataset", {})
+        if isinstance(ud, dict) and ud.get("name") in SPLITS:
+            ntr, nte = SPLITS[ud["name"]]
+            ud.setdefault("n_train", ntr)
+            ud.setdefault("n_test", nte)
         cfg = _merge(cfg, user)
         if hw is not None:
-            base = {k: v for k, v in DEFAULT_STUDY["hardware"][0].items() if k not in ("name", "card")}
-            cfg["hardware"] = [dict(base, **h) for h in hw]
+            cfg["hardware"] = hw
     for k, v in overrides.items():
         table, _, key = k.partition(".")
         cfg[table][key] = v
     return validate_study(cfg, where)
 
 
-def make_tile(h: dict) -> CrossbarTile:
-    """The crossbar tile of a ``[[hardware]]`` entry."""
-    card = h["card"]
-    cell_name = h.get("cell")
-    if cell_name is None:
-        from ._cards import card_path
-
-        cell_name = tomllib.loads(card_path(card).read_text())["meta"]["kind"]
-    if cell_name not in _CELLS:
-        raise StudyError(f"hardware {h['name']!r}: card kind {cell_name!r} is not a resistive cell "
-                         f"({', '.join(_CELLS)})")
-    cell = load_card(card, _CELLS[cell_name])
-    return CrossbarTile(
-        cell=cell, array=ResistiveCrossbar(rows=h["rows"], cols=h["cols"]),
-        dac=UniformDAC(bits=h["dac_bits"]), adc=UniformADC(bits=h["adc_bits"], y_range=float(h["adc_range"])),
-        out_noise=float(h["out_noise"]),
-    )
+def make_tile(h: dict, entries: dict[str, dict] | None = None):
+    """The tile (or per-layer tiles) of a validated ``[[hardware]]`` entry."""
+    try:
+        return build_tile(h, entries)
+    except HardwareError as e:
+        raise StudyError(str(e)) from None
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    from . import __version__
+
+    return hashlib.sha256(json.dumps([__version__, obj], sort_keys=True).encode()).hexdigest()[:16]
 
 
 class _Parts:
@@ -263,8 +258,9 @@ def run_study(
     def train_digital():
         import optax
 
+        sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
         m, _ = fit(net, xtr, ytr, key=k_train, steps=tr["steps"], batch_size=tr["batch_size"],
-                   optimizer=optax.adam(tr["lr"]), progress=upd)
+                   optimizer=optax.adam(sched), progress=upd)
         return m
 
     digital, cached = parts.model("digital", dep_train, net, train_digital)
@@ -291,40 +287,52 @@ def run_study(
         chip = drift(chip, t, key=kd)
         return accuracy(chip, xte, yte, key=kr)
 
+    entries = {h["name"]: h for h in cfg["hardware"]}
+    reports: dict[str, CostReport] = {"digital": cost(analogize(digital, DigitalTile()), ds.input_shape)}
+    cost_tables["digital"] = reports["digital"].rows()
+    digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
     for h in cfg["hardware"]:
-        tile = make_tile(h)
-        digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
+        tile = make_tile(h, entries)
         amodel = analogize(digital, tile, digital=digital_layers)
         c = cost(amodel, ds.input_shape)
+        reports[h["name"]] = c
         cost_tables[h["name"]] = c.rows()
-        drifts = tile.cell.has_drift
+        drifts = tile_drifts(tile)
+        random = tile_random(tile)
         times = list(s["times"]) if drifts else [None]
+        card = h.get("card")
 
         def mc_rows(model, training: str, model_dep: Any) -> list[dict]:
             res = []
             for t in times:
                 name = f"row_{h['name']}_{training}_{'none' if t is None else int(t)}"
-                dep = {"model": model_dep, "hw": h, "t": t, "chips": s["chips"], "seed": s["seed"], "ds": d}
+                chips = s["chips"] if random else 1
+                dep = {"model": model_dep, "hw": h, "t": t, "chips": chips, "seed": s["seed"], "ds": d,
+                       "entries": entries if h["kind"] == "mixed" else None}
 
                 def make():
-                    upd, done = bar(f"{h['name']} {training} t={'-' if t is None else _fmt_t(t)}", s["chips"])
+                    upd, done = bar(f"{h['name']} {training} t={'-' if t is None else _fmt_t(t)}", chips)
                     tt = jnp.asarray(0.0 if t is None else float(t), jnp.float32)
-                    r = monte_carlo(eval_fn, (model, tt), key=k_mc, num_chips=s["chips"],
+                    r = monte_carlo(eval_fn, (model, tt), key=k_mc, num_chips=chips,
                                     batch_size=s["chip_batch"], progress=upd)
                     done()
                     samples = [float(v) for v in np.asarray(r.samples)]
-                    return {"hardware": h["name"], "card": h["card"], "training": training, "t_seconds": t,
-                            "accuracy": dict(r.stats, samples=samples), "energy_j": c.energy_j,
+                    return {"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
+                            "t_seconds": t, "accuracy": dict(r.stats, samples=samples), "energy_j": c.energy_j,
                             "latency_s": c.latency_s, "energy_breakdown_j": c.total.energy_j,
-                            "area_m2": c.total.area_m2, "num_chips": s["chips"]}
+                            "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
+                            "num_chips": chips}
 
                 res.append(parts.json(name, dep, make))
             return res
 
         rows += mc_rows(amodel, "standard", dep_train)
+        if not h.get("noise_aware", random):
+            continue
         # noise-aware fine-tuning on this hardware -------------------------------------
         dep_na = {"base": dep_train, "hw": h, "steps": tr["noise_aware_steps"], "lr": tr["noise_aware_lr"],
-                  "t": tr["noise_aware_t"] if drifts else None, "dl": n["digital_layers"]}
+                  "t": tr["noise_aware_t"] if drifts else None, "dl": n["digital_layers"],
+                  "clip": tr["clip_sigma"], "entries": entries if h["kind"] == "mixed" else None}
         upd, done = bar(f"noise-aware training on {h['name']}", tr["noise_aware_steps"])
 
         def train_na():
@@ -332,7 +340,8 @@ def run_study(
 
             m, _ = fit(amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)), steps=tr["noise_aware_steps"],
                        batch_size=tr["batch_size"], optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
-                       t_drift=tr["noise_aware_t"] if drifts else None, progress=upd)
+                       t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
+                       progress=upd)
             return m
 
         na_model, cached = parts.model(f"noise_aware_{h['name']}", dep_na, amodel, train_na)
@@ -340,15 +349,56 @@ def run_study(
         log(f"noise-aware model on {h['name']} {'loaded from parts/' if cached else 'trained'}")
         rows += mc_rows(na_model, "noise-aware", dep_na)
 
+    plot_energy_breakdown(reports, out / "energy_breakdown.png",
+                          title=f"{n['name']} on {d['name']}: energy per inference by layer")
+    # cost-only report of larger networks (shapes only, no accuracy) ----------------------
+    report_rows = []
+    bs = cfg["report"]["batch_size"]
+    for net_name in cfg["report"]["networks"]:
+        build, shape = COST_NETWORKS[net_name]
+        hw_list = [{"name": "digital", "kind": "digital"}] + [h for h in cfg["hardware"] if h["kind"] != "mixed"]
+        for h in hw_list:
+            tile = DigitalTile() if h["name"] == "digital" else make_tile(h, entries)
+            am = eqx.filter_eval_shape(lambda: analogize(build(key=jax.random.key(0)), tile))
+            rep = cost(am, shape, batch_size=bs)
+            report_rows.append(report_row(net_name, h["name"], rep, accuracy=None, dataset=None))
     results = {
         "study": cfg,
         "dataset": {"name": ds.name, "n_test": int(len(ds.y_test)), "n_train": int(len(ds.y_train))},
         "rows": rows,
         "cost": cost_tables,
+        "report": [report_row(n["name"], name, rep, accuracy=_acc_of(rows, name), dataset=ds.name,
+                              n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot_accuracy_vs_time(results, out / "accuracy_vs_time.png")
     return results
+
+
+def _acc_of(rows: list[dict], hw: str) -> float | None:
+    """Mean accuracy of the first standard row of ``hw`` (earliest time)."""
+    for r in rows:
+        if r["hardware"] == hw and r["training"] == "standard":
+            return r["accuracy"]["mean"]
+    return None
+
+
+def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float | None, dataset: str | None,
+               n_test: int | None = None) -> dict:
+    """One row of the section VIII table: accuracy with its dataset and test-set size, energy
+    per inference by category, off-chip bytes, latency, throughput at the batch size, area and
+    area per MAC unit, bits, which layers ran where, and whether figures are measured."""
+    t = rep.total
+    return {
+        "network": network, "hardware": hardware, "dataset": dataset, "n_test": n_test, "accuracy": accuracy,
+        "energy_j": rep.energy_j, "energy_breakdown_j": {k: float(t.energy_j.get(k, 0.0)) for k in ENERGY_CATEGORIES},
+        "offchip_bytes": t.offchip_bytes, "latency_s": rep.latency_s, "throughput_inf_per_s": rep.throughput,
+        "batch_size": rep.batch_size, "area_m2": t.area_m2,
+        "area_per_mac_unit_m2": t.area_m2 / t.mac_units if t.mac_units else None, "macs": t.macs,
+        "bits_weight": t.bits_weight, "bits_activation": t.bits_activation,
+        "layers": {name: c.hardware for name, _, c in rep.layers},
+        "measured": t.measured, "energy_source": "simulated from cards" if not t.measured else "measured",
+    }
 
 
 def _fmt_t(t: float | None) -> str:

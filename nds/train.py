@@ -24,7 +24,7 @@ from ._program import drift as _drift
 from ._program import program as _program
 from .nn._analogize import is_analog_layer
 
-__all__ = ["weights_filter", "cross_entropy", "accuracy", "predict", "fit"]
+__all__ = ["weights_filter", "clip_weights", "cross_entropy", "accuracy", "predict", "fit"]
 
 _TRAINABLE = (eqx.nn.Linear, eqx.nn.Conv2d)
 
@@ -48,6 +48,17 @@ def weights_filter(model: Any) -> Any:
         return out
 
     return eqx.tree_at(where, spec, [True] * n)
+
+
+def clip_weights(model: Any, k: float) -> Any:
+    """Clip the ``weight`` of every Linear/Conv2d/analog layer to ``± k · std(weight)``."""
+    is_layer = lambda x: isinstance(x, _TRAINABLE) or is_analog_layer(x)
+    layers = [x for x in jtu.tree_leaves(model, is_leaf=is_layer) if is_layer(x)]
+    if not layers:
+        return model
+    new = [jnp.clip(l.weight, -k * jnp.std(l.weight), k * jnp.std(l.weight)) for l in layers]
+    where = lambda m: [x.weight for x in jtu.tree_leaves(m, is_leaf=is_layer) if is_layer(x)]
+    return eqx.tree_at(where, model, new)
 
 
 def predict(model: Any, x: Array, *, key: PRNGKeyArray | None) -> Array:
@@ -95,6 +106,7 @@ def fit(
     t_drift: float | None = None,
     filter_spec: Any = None,
     loss_fn: Callable[[Array, Array], Array] = cross_entropy,
+    clip_sigma: float | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[Any, list[float]]:
     """Train ``model`` on ``(x, y)``; returns ``(model, losses)``.
@@ -111,6 +123,10 @@ def fit(
         t_drift: with ``noise_aware``, also age each sampled chip to ``t_drift`` seconds.
         filter_spec: trainable leaves (default :func:`weights_filter`).
         loss_fn: ``(logits, labels) -> scalar``.
+        clip_sigma: after every step clip each layer's weights to ``± clip_sigma · std(w)``
+            (the weight clipping of hardware-aware training, Joshi et al. 2020: it keeps
+            outliers from setting the conductance scale, so most weights use more of the
+            conductance range where relative noise is lower). Also applied before step 1.
         progress: optional callback ``(step, loss)``.
 
     Raises:
@@ -122,6 +138,10 @@ def fit(
     if not 1 <= batch_size <= n:
         raise ValueError(f"fit: batch_size = {batch_size}, must be in [1, {n}]")
     opt = optimizer or optax.adam(1e-3)
+    if clip_sigma is not None:
+        if not clip_sigma > 0:
+            raise ValueError(f"fit: clip_sigma = {clip_sigma}, must be > 0 or None")
+        model = clip_weights(model, clip_sigma)
     spec = filter_spec if filter_spec is not None else weights_filter(model)
     params, static = eqx.partition(model, spec)
     opt_state = opt.init(params)
@@ -139,7 +159,10 @@ def fit(
     def step(p, s, xb, yb, k):
         l, g = jax.value_and_grad(loss)(p, xb, yb, k)
         upd, s = opt.update(g, s, p)
-        return optax.apply_updates(p, upd), s, l
+        p = optax.apply_updates(p, upd)
+        if clip_sigma is not None:
+            p = clip_weights(p, clip_sigma)
+        return p, s, l
 
     losses = []
     for i in range(steps):

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["lenet5", "mlp"]
+__all__ = ["lenet5", "mlp", "alexnet", "vgg16"]
 
 
 def _flatten(x):
@@ -32,7 +32,8 @@ def lenet5(in_shape: tuple[int, int, int] = (1, 28, 28), n_classes: int = 10, *,
     if not small:
         layers.append(eqx.nn.MaxPool2d(2, 2))
     layers.append(eqx.nn.Lambda(_flatten))
-    feat = jax.eval_shape(eqx.nn.Sequential(layers), jax.ShapeDtypeStruct(in_shape, jnp.float32)).shape[0]
+    # default float dtype (float64 under jax_enable_x64, matching the layers' weights)
+    feat = jax.eval_shape(eqx.nn.Sequential(layers), jax.ShapeDtypeStruct(in_shape, jnp.result_type(float))).shape[0]
     layers += [
         eqx.nn.Linear(feat, 120, key=k[2]), eqx.nn.Lambda(jax.nn.relu),
         eqx.nn.Linear(120, 84, key=k[3]), eqx.nn.Lambda(jax.nn.relu),
@@ -49,4 +50,43 @@ def mlp(sizes: tuple[int, ...], *, key) -> eqx.nn.Sequential:
         layers.append(eqx.nn.Linear(a, b, key=keys[i]))
         if i < len(sizes) - 2:
             layers.append(eqx.nn.Lambda(jax.nn.relu))
+    return eqx.nn.Sequential(layers)
+
+
+def alexnet(n_classes: int = 1000, *, key) -> eqx.nn.Sequential:
+    """AlexNet (Krizhevsky et al., NIPS 2012) as in the survey's Table IV: 5 CONV + 3 FC,
+    input (3, 227, 227), 61M weights, 724M MACs (grouped convolutions of the original are
+    written ungrouped here, as the survey's MAC count of 724M assumes groups in CONV2/4/5:
+    this model counts 1.08G MACs; use :mod:`nds.dataflow` shapes for the grouped counts).
+    Build it abstractly for cost studies: ``eqx.filter_eval_shape(alexnet, key=k)``."""
+    k = jax.random.split(key, 8)
+    R = eqx.nn.Lambda(jax.nn.relu)
+    return eqx.nn.Sequential([
+        eqx.nn.Conv2d(3, 96, 11, stride=4, key=k[0]), R, eqx.nn.MaxPool2d(3, 2),
+        eqx.nn.Conv2d(96, 256, 5, padding=2, key=k[1]), R, eqx.nn.MaxPool2d(3, 2),
+        eqx.nn.Conv2d(256, 384, 3, padding=1, key=k[2]), R,
+        eqx.nn.Conv2d(384, 384, 3, padding=1, key=k[3]), R,
+        eqx.nn.Conv2d(384, 256, 3, padding=1, key=k[4]), R, eqx.nn.MaxPool2d(3, 2),
+        eqx.nn.Lambda(_flatten),
+        eqx.nn.Linear(9216, 4096, key=k[5]), R, eqx.nn.Linear(4096, 4096, key=k[6]), R,
+        eqx.nn.Linear(4096, n_classes, key=k[7]),
+    ])
+
+
+def vgg16(n_classes: int = 1000, *, key) -> eqx.nn.Sequential:
+    """VGG-16 (Simonyan & Zisserman, ICLR 2015): 13 CONV (3×3) + 3 FC, input (3, 224, 224),
+    138M weights, 15.5G MACs (survey Table IV). Build it abstractly for cost studies."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    keys = iter(jax.random.split(key, 16))
+    R = eqx.nn.Lambda(jax.nn.relu)
+    layers: list = []
+    c = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(eqx.nn.MaxPool2d(2, 2))
+        else:
+            layers += [eqx.nn.Conv2d(c, v, 3, padding=1, key=next(keys)), R]
+            c = v
+    layers += [eqx.nn.Lambda(_flatten), eqx.nn.Linear(25088, 4096, key=next(keys)), R,
+               eqx.nn.Linear(4096, 4096, key=next(keys)), R, eqx.nn.Linear(4096, n_classes, key=next(keys))]
     return eqx.nn.Sequential(layers)

@@ -36,7 +36,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cost_types import Cost
 from ..arrays._crossbar import ResistiveCrossbar
+from ..cells._faults import FaultModel
 from ..cells._resistive import AbstractResistiveCell
+from ..cells._write_verify import WriteVerify
 from ..converters._uniform import ConverterCosts, UniformADC, UniformDAC
 from ..mapping._differential import DifferentialMapping
 from ._abstract import AbstractTile
@@ -48,6 +50,19 @@ def _safe_sqrt(v):
     """``sqrt(v)`` for ``v >= 0`` with a finite (zero) derivative at ``v = 0``."""
     pos = v > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
+def _wire_power_blocks(array: ResistiveCrossbar, n_in: int, n_out: int, g: float, v: float) -> float:
+    """Wire power (W) of one device plane of an ``(n_in, n_out)`` matrix partitioned on
+    ``array``: the sum over its arrays of the uniform-array formula with the used size."""
+    rb, cb = array.grid(n_in, n_out)
+    total = 0.0
+    for b in range(rb):
+        ru = min(array.rows, n_in - b * array.rows)
+        for k in range(cb):
+            cu = min(array.cols, n_out - k * array.cols)
+            total += array.wires.wire_power_uniform(g, v, array.rows, array.cols, ru, cu)
+    return total
 
 
 class CrossbarState(eqx.Module):
@@ -86,6 +101,14 @@ class CrossbarTile(AbstractTile):
         drift_compensation: apply global drift compensation (default True).
         converter_costs: per-conversion energy/area card (default: ISAAC 32 nm figures).
         columns_per_adc: columns sharing one ADC (ISAAC: 128), sets latency and ADC area.
+        faults: stuck-at faults sampled per chip at program time (default none).
+        write_verify: program with the write-verify loop of this card instead of the cell's
+            one-shot programming error (default none).
+
+    Wire models: ``array=ResistiveCrossbar(rows, cols, wires=ResistiveWires(...))`` gives
+    exact IR drop (per-array transfer matrices computed once per programmed state, G+ and
+    G− on separate arrays); ``wires=NonlinearWires(...)`` solves every read with non-linear
+    cells (slow: small layers only).
     """
 
     cell: AbstractResistiveCell
@@ -97,6 +120,8 @@ class CrossbarTile(AbstractTile):
     drift_compensation: bool = eqx.field(static=True, default=True)
     converter_costs: ConverterCosts | None = None
     columns_per_adc: int = eqx.field(static=True, default=1)
+    faults: FaultModel | None = None
+    write_verify: WriteVerify | None = None
 
     hardware: ClassVar[str] = "crossbar"
 
@@ -136,7 +161,17 @@ class CrossbarTile(AbstractTile):
         exponents (``None`` only for a noise-free cell). Returns :class:`CrossbarState`."""
         c = self.cell
         g_target, w_scale = self.mapping.to_conductance(w, c.g_min, c.g_max, c.levels)
-        g_prog, nu = c.program(g_target, key=key)
+        if self.write_verify is not None:
+            if key is None:
+                raise ValueError("CrossbarTile.program: write_verify samples pulses; pass key=...")
+            g_prog = self.write_verify.program(g_target, c.g_min, c.g_max, key=jax.random.fold_in(key, 2)).g
+            nu = c.sample_nu(g_target, key=jax.random.split(key)[1])
+        else:
+            g_prog, nu = c.program(g_target, key=key)
+        if self.faults is not None and not self.faults.is_ideal:
+            if key is None:
+                raise ValueError("CrossbarTile.program: faults are sampled per chip; pass key=...")
+            g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=jax.random.fold_in(key, 1))
         return self._finish(g_prog, nu, g_prog, w_scale, None, 0.0)
 
     def drift(self, state: CrossbarState, t, *, key: PRNGKeyArray | None = None) -> CrossbarState:
@@ -164,8 +199,11 @@ class CrossbarTile(AbstractTile):
         from ..mapping._partition import pad_to
 
         vb = pad_to(v, 1, rb * r).reshape(v.shape[0], rb, r)
-        # differential column current I+ − I− = v @ (M+ − M−) (linear: one MVM, exactly)
-        i = jnp.einsum("pbr,brc->pbc", vb, state.m[0] - state.m[1])  # (p, rb, out)
+        if self.array.wires.is_linear:
+            # differential column current I+ − I− = v @ (M+ − M−) (linear: one MVM, exactly)
+            i = jnp.einsum("pbr,brc->pbc", vb, state.m[0] - state.m[1])  # (p, rb, out)
+        else:  # non-linear cells: one network solve per read, array and device (slow)
+            i = self.array.read(state.g[0], v) - self.array.read(state.g[1], v)
         norm = c.v_read * (c.g_max - c.g_min)
         yn = i / norm
         if self.needs_key:
@@ -187,6 +225,7 @@ class CrossbarTile(AbstractTile):
             cell=self.cell.ideal(), array=self.array.ideal(), dac=self.dac.ideal(), adc=self.adc.ideal(),
             mapping=self.mapping, out_noise=0.0, drift_compensation=self.drift_compensation,
             converter_costs=self.converter_costs, columns_per_adc=self.columns_per_adc,
+            faults=None, write_verify=None,
         )
 
     # ------------------------------------------------------------------ cost
@@ -196,7 +235,11 @@ class CrossbarTile(AbstractTile):
         Energy: DAC ``bits × E_dac1`` per input per MVM (bit-serial equivalent); ADC
         ``E_adc(bits)`` per column per array per MVM; cell reads ``v_read² · ḡ · t_read`` per
         device per MVM with ``ḡ`` the mean target conductance of ``w`` (inputs at full scale:
-        an upper bound); digital adds of partial sums at ``shift_add_e`` each. Latency per MVM:
+        an upper bound); wire I²R dissipation (category ``"array"``, also reported alone as
+        ``counts["wire_energy_j"]``, J per inference) from the wire model's first-order
+        uniform-array formula (:meth:`nds.arrays.ResistiveWires.wire_power_uniform`, every
+        used cell at ``ḡ`` and every used word line at ``v_read``, over ``t_read``; 0 for
+        ideal wires); digital adds of partial sums at ``shift_add_e`` each. Latency per MVM:
         ``t_read + columns_per_adc / adc_rate`` (arrays work in parallel). Area: devices
         (2 per weight) + ADCs (one per ``columns_per_adc`` columns) + 1-bit DACs per row.
         """
@@ -220,9 +263,10 @@ class CrossbarTile(AbstractTile):
         else:
             g_mean = 0.5 * (float(c.g_min) + float(c.g_max))
         e_cell = float(c.v_read) ** 2 * g_mean * float(c.t_read)
+        e_wire = 2 * n_mvm * float(c.t_read) * _wire_power_blocks(self.array, n_in, out, g_mean, float(c.v_read))
         energy = {
             "conversion": n_dac * dac_bits * cc.dac_e1 + n_adc * cc.adc_energy(adc_bits),
-            "array": n_cells * e_cell,
+            "array": n_cells * e_cell + e_wire,
             "compute": n_add * cc.shift_add_e,
         }
         t_mvm = float(c.t_read) + self.columns_per_adc / cc.adc_rate
@@ -233,9 +277,10 @@ class CrossbarTile(AbstractTile):
         sources = tuple(s for s in ((c.card.source if c.card else ""), (cc.card.source if cc.card else "")) if s)
         return Cost(
             counts={"dac_conversions": n_dac, "adc_conversions": n_adc, "cell_reads": n_cells,
-                    "digital_adds": n_add, "arrays": n_arrays},
+                    "digital_adds": n_add, "arrays": n_arrays, "wire_energy_j": e_wire},
             energy_j=energy, latency_s=n_mvm * t_mvm, area_m2=area, macs=float(n_in * out * n_mvm),
             bits_weight=(int(np.log2(c.levels)) + 1) if c.levels else None, bits_activation=self.dac.bits,
             hardware=self.name, measured=False, sources=sources,
+            mac_units=float(n_arrays * self.array.rows * self.array.cols),
         )
 

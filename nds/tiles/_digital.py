@@ -100,11 +100,12 @@ class DigitalTile(AbstractTile):
         cc = self.costs or load_card("digital_45nm", DigitalMACCosts)
         macs = float(n_in * out * n_mvm)
         bits = self.bits_weight
+        # each MAC reads its weight from the local buffer (no reuse across MVMs assumed)
         words = n_in * out * n_mvm * ((bits or 32) / 32.0)
         return Cost(
             counts={"macs": macs, "weight_reads_32b": words},
             energy_j={"compute": macs * cc.e_mac(bits), "onchip_memory": words * cc.e_weight_read_32b},
             latency_s=macs / cc.mac_rate, area_m2=cc.mac_units * cc.area_per_mac_unit, macs=macs,
             bits_weight=bits, bits_activation=self.bits_activation, hardware="digital",
-            measured=False, sources=(cc.card.source,) if cc.card else (),
+            measured=False, sources=(cc.card.source,) if cc.card else (), mac_units=float(cc.mac_units),
         )
