@@ -13,6 +13,7 @@ See DESIGN.md for the architecture. The public API::
 """
 
 from . import arrays as arrays
+from . import boosting as boosting
 from . import cells as cells
 from . import converters as converters
 from . import dataflow as dataflow

@@ -12,6 +12,13 @@ into a tile. The kinds and their keys (defaults in parentheses):
   ("pe_eyeriss"), ``memory`` (a memory card, "mem_lpddr3"; "hmc_gen1" for 3D-stacked),
   ``dataflow`` ("RS"), ``bits_weight``/``bits_activation`` (16), ``retention`` (a retention
   card or "" for none), ``refresh_interval_s`` (0.064), ``temperature_k`` (358.15).
+* ``sram``: 6T SRAM bit-cell MAC (:class:`nds.tiles.SRAMTile`); ``card``
+  ("sram_6t_130nm_zhang2017"), ``rows``/``cols`` (128), ``weight_bits`` (4, bit planes),
+  ``mode`` ("current" or "charge").
+* ``switched_cap``: charge-domain MAC with a SAR ADC (:class:`nds.tiles.SwitchedCapTile`);
+  ``card`` ("sc_lee_wong2016"), ``adc`` ("sar_adc_lee_wong2016"), ``rows`` (64), ``a_bits`` (6).
+* ``sensor``: in-sensor analog first layer (:class:`nds.tiles.SensorTile`); ``card``
+  ("sensor_redeye2016"), ``snr_db`` (30), ``w_bits`` (4), ``out_bits`` (6).
 * ``mixed``: one tile per layer: ``layers`` lists, for each Linear/Conv2d layer in order, the
   name of another entry (or "digital").
 
@@ -168,3 +175,36 @@ def tile_random(tile: AbstractTile | list) -> bool:
         return any(t is not None and tile_random(t) for t in tile)
     return not isinstance(tile, DigitalTile) and not (
         type(tile).__name__ == "PEArrayTile" and getattr(tile, "retention", None) is None)
+
+
+def _sram(h: dict) -> AbstractTile:
+    from .arrays._sram_column import SRAMColumn
+    from .tiles._sram import SRAMTile
+
+    return SRAMTile(column=load_card(h["card"], SRAMColumn), rows=h["rows"], cols=h["cols"],
+                    weight_bits=h["weight_bits"] or None, readout="analog", mode=h["mode"])
+
+
+def _switched_cap(h: dict) -> AbstractTile:
+    from .arrays._charge_sharing import ChargeSharingArray
+    from .converters._sar import SARADC
+    from .tiles._switched_cap import SwitchedCapTile
+
+    return SwitchedCapTile(array=load_card(h["card"], ChargeSharingArray),
+                           adc=load_card(h["adc"], SARADC) if h["adc"] else None, rows=h["rows"],
+                           a_bits=h["a_bits"] or None)
+
+
+def _sensor(h: dict) -> AbstractTile:
+    from .tiles._sensor import SensorAnalogCard, SensorTile
+
+    return SensorTile(sensor=load_card(h["card"], SensorAnalogCard), snr_db=float(h["snr_db"]),
+                      w_bits=h["w_bits"] or None, out_bits=h["out_bits"] or None)
+
+
+register_kind("sram", {"card": (str, "sram_6t_130nm_zhang2017"), "rows": (int, 128), "cols": (int, 128),
+                       "weight_bits": (int, 4), "mode": (str, "current")}, _sram)
+register_kind("switched_cap", {"card": (str, "sc_lee_wong2016"), "adc": (str, "sar_adc_lee_wong2016"),
+                               "rows": (int, 64), "a_bits": (int, 6)}, _switched_cap)
+register_kind("sensor", {"card": (str, "sensor_redeye2016"), "snr_db": (_NUM, 30.0), "w_bits": (int, 4),
+                         "out_bits": (int, 6)}, _sensor)

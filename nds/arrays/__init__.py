@@ -13,3 +13,7 @@ from ._ir_drop import crossbar_node_voltages as crossbar_node_voltages
 from ._ir_drop import crossbar_transfer as crossbar_transfer
 from ._ir_drop import crossbar_transfer_first_order as crossbar_transfer_first_order
 from ._ir_drop import sneak_path_currents as sneak_path_currents
+from ._sram_column import SRAMColumn as SRAMColumn
+from ._sram_column import bitline_discharge as bitline_discharge
+from ._charge_sharing import ChargeSharingArray as ChargeSharingArray
+from ._charge_sharing import ChargeSharingState as ChargeSharingState

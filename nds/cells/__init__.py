@@ -3,3 +3,6 @@
 from ._resistive import PCM as PCM
 from ._resistive import RRAM as RRAM
 from ._resistive import AbstractResistiveCell as AbstractResistiveCell
+from ._sram import SRAMCell as SRAMCell
+from ._capacitor import UnitCapacitor as UnitCapacitor
+from ._capacitor import K_BOLTZMANN as K_BOLTZMANN

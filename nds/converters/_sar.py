@@ -250,10 +250,11 @@ class MatrixMultiplyingADC(eqx.Module):
         adc = self.adc
         b0 = adc.bits - self.w_bits
         mag = jnp.abs(w).astype(jnp.int32)
-        sel = ((mag[..., None] >> jnp.arange(self.w_bits)) & 1).astype(jnp.result_type(x))
+        shifts = jnp.arange(self.w_bits).reshape((1,) * mag.ndim + (self.w_bits,))
+        sel = ((mag[..., None] >> shifts) & 1).astype(jnp.result_type(x))
         msb_caps = state.caps[..., b0:]
         c_t = jnp.sum(state.caps, axis=-1) + state.c_dummy
-        c_sel = jnp.sum(sel * msb_caps, axis=-1)
+        c_sel = sel @ msb_caps if msb_caps.ndim == 1 else jnp.sum(sel * msb_caps, axis=-1)
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
         # sampled charge x*C_sel, shared on the whole array: effective input x*C_sel/C_T
         v_eff = jnp.sign(w) * x * c_sel / c_t

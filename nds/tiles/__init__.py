@@ -6,3 +6,15 @@ from ._crossbar import CrossbarTile as CrossbarTile
 from ._digital import DigitalMACCosts as DigitalMACCosts
 from ._digital import DigitalTile as DigitalTile
 from ._pe_array import PEArrayTile as PEArrayTile
+from ._sram import SRAMTile as SRAMTile
+from ._sram import SRAMState as SRAMState
+from ._sram import weight_planes as weight_planes
+from ._switched_cap import SwitchedCapTile as SwitchedCapTile
+from ._switched_cap import SwitchedCapState as SwitchedCapState
+from ._switched_cap import adc_conversion_reduction as adc_conversion_reduction
+from ._sensor import SensorTile as SensorTile
+from ._sensor import AnalogSensorFrontEnd as AnalogSensorFrontEnd
+from ._sensor import SensorAnalogCard as SensorAnalogCard
+from ._sensor import ASPFilterBank as ASPFilterBank
+from ._sensor import ASPCard as ASPCard
+from ._sensor import asp_kernels as asp_kernels

@@ -1,0 +1,190 @@
+"""Charge-domain MAC: weights as capacitor ratios, inputs as voltages, charge sharing.
+
+Passive switched-capacitor multiply-accumulate in the style of Lee & Wong (IEEE JSSC 52(1),
+2017, "Analysis and design of a passive switched-capacitor matrix multiplier for
+approximate computing"; ISSCC 2016; survey §VI-D). For an output ``j`` and inputs
+``i = 1..R`` (one *accumulation* of ``R`` rows):
+
+* Each input ``i`` owns, per output, two banks (P and N side) of ``N = 2^w_bits - 1`` unit
+  capacitors ``c_u``. A signed integer weight ``n_ij`` (``|n| <= N``) selects ``|n|`` units of
+  the P bank if ``n > 0`` (N bank if ``n < 0``); those are sampled to the input voltage
+  ``V_i`` (0 .. ``v_ref``), every other unit to 0 V. The total capacitance of each node is
+  therefore independent of the weights, ``C_tot = R N c_u + c_par``.
+* Sampling settles through a switch of resistance ``r_on`` (per unit, switches scale with
+  the capacitor) for half a clock period ``T = 1 / (2 f_clk)``: a capacitor reset to 0
+  reaches ``V (1 - exp(-T / (r_on c_u)))``; the charge-sharing phase settles with the same
+  time constant, so the shared voltage carries the gain ``g = (1 - exp(-T/(r_on c_u)))^2``
+  (incomplete settling; ``settling`` switch).
+* Opening the sampling switches leaves a kT/C charge on every capacitor; summed over the
+  capacitors of a node this is a voltage of variance exactly ``k T / C_tot`` on that node
+  after sharing (``sum_i k T C_i / C_tot^2``), sampled once per node per MAC (``ktc``).
+  The sharing itself conserves charge and adds no further sample.
+* Capacitor mismatch (Pelgrom, per unit, :class:`nds.cells.UnitCapacitor`): the ``|n|``
+  selected units and the ``N - |n|`` others of each bank are independent sums of units.
+* Output: ``V_P - V_N = g * sum_i (C_P,ij - C_N,ij) V_i / C_tot`` (+ noise), ideally
+  ``c_u sum_i n_ij V_i / C_tot``.
+
+SI units throughout.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._cards import AbstractCardModule
+from ..cells._capacitor import UnitCapacitor
+
+__all__ = ["ChargeSharingArray", "ChargeSharingState"]
+
+
+class ChargeSharingState(eqx.Module):
+    """Sampled capacitances (F) of one chip's capacitor banks for a weight block
+    ``(out, rows)``: selected (weight) units and the complement, P and N side."""
+
+    c_wp: Float[Array, "out rows"]
+    c_wn: Float[Array, "out rows"]
+    c_tot_p: Float[Array, " out"]
+    c_tot_n: Float[Array, " out"]
+
+
+class ChargeSharingArray(AbstractCardModule):
+    """Switched-capacitor charge-sharing MAC array. Card kind ``"charge_sharing"``
+    (e.g. ``devices/sc_lee_wong2016.toml``).
+
+    Fields (SI): ``c_u`` (F), ``a_c`` (m, Pelgrom coefficient of the relative mismatch per
+    sqrt(area)), ``c_density`` (F/m²), ``temperature`` (K), ``c_par`` (F, parasitic on each
+    summing node), ``r_on`` (Ω, unit switch), ``f_clk`` (Hz), ``v_ref`` (V, input full
+    scale), ``e_switch`` (J per MAC: switch drivers, local weight memory, clocking — a
+    calibrated lump), ``a_unit`` (m² per unit capacitor incl. its switch).
+    Static: ``w_bits`` (weight magnitude bits, ``N = 2^w_bits - 1`` units per bank; None =
+    continuous), switches ``mismatch``, ``ktc``, ``settling``.
+
+    Raises:
+        ValueError: negative capacitance or non-positive ``c_u``, ``r_on`` < 0, ``f_clk`` <= 0,
+            ``v_ref`` <= 0, ``w_bits`` < 1 (message names the field and value).
+    """
+
+    c_u: float
+    a_c: float
+    c_density: float
+    temperature: float
+    c_par: float
+    r_on: float
+    f_clk: float
+    v_ref: float
+    e_switch: float
+    a_unit: float
+    w_bits: int | None = eqx.field(static=True, default=3)
+    mismatch: bool = eqx.field(static=True, default=True)
+    ktc: bool = eqx.field(static=True, default=True)
+    settling: bool = eqx.field(static=True, default=True)
+
+    card_kind: ClassVar[str] = "charge_sharing"
+    card_units: ClassVar[dict[str, str]] = {
+        "c_u": "F", "a_c": "m", "c_density": "F/m2", "temperature": "K", "c_par": "F", "r_on": "Ohm",
+        "f_clk": "Hz", "v_ref": "V", "e_switch": "J", "a_unit": "m2", "w_bits": "1",
+    }
+    card_ranges: ClassVar[dict] = {"c_u": (0.0, None), "a_c": (0.0, None), "c_density": (0.0, None),
+                                   "temperature": (0.0, None), "c_par": (0.0, None), "r_on": (0.0, None),
+                                   "f_clk": (0.0, None), "v_ref": (0.0, None), "e_switch": (0.0, None),
+                                   "a_unit": (0.0, None), "w_bits": (1, 16)}
+
+    def __check_init__(self):
+        self.capacitor  # UnitCapacitor's checks (c_u > 0, ...)
+        if not self.c_par >= 0:
+            raise ValueError(f"ChargeSharingArray.c_par = {self.c_par!r} F: capacitance must be >= 0")
+        if not self.r_on >= 0:
+            raise ValueError(f"ChargeSharingArray.r_on = {self.r_on!r} Ohm: must be >= 0")
+        if not self.f_clk > 0:
+            raise ValueError(f"ChargeSharingArray.f_clk = {self.f_clk!r} Hz: must be > 0")
+        if not self.v_ref > 0:
+            raise ValueError(f"ChargeSharingArray.v_ref = {self.v_ref!r} V: must be > 0")
+        if self.w_bits is not None and not (int(self.w_bits) == self.w_bits and self.w_bits >= 1):
+            raise ValueError(f"ChargeSharingArray.w_bits = {self.w_bits!r}: must be an int >= 1 or None")
+
+    @property
+    def capacitor(self) -> UnitCapacitor:
+        """The unit capacitor (mismatch and kT/C model)."""
+        return UnitCapacitor(c_u=self.c_u, a_c=self.a_c, c_density=self.c_density, temperature=self.temperature,
+                             mismatch=self.mismatch, ktc=self.ktc)
+
+    @property
+    def n_units(self) -> float:
+        """Units per bank ``N = 2^w_bits - 1`` (1 for continuous weights)."""
+        return float(2**self.w_bits - 1) if self.w_bits is not None else 1.0
+
+    @property
+    def settling_gain(self) -> float:
+        """``(1 - exp(-T / (r_on c_u)))^2`` with ``T = 1/(2 f_clk)``; 1 if settling is off."""
+        if not self.settling or self.r_on == 0:
+            return 1.0
+        import math
+        return (-math.expm1(-1.0 / (2 * self.f_clk * self.r_on * self.c_u))) ** 2
+
+    def c_total(self, rows: int) -> float:
+        """Nominal capacitance of a summing node, F (``rows N c_u + c_par``)."""
+        return rows * self.n_units * self.c_u + self.c_par
+
+    def program(self, n: Float[Array, "out rows"], *, key: PRNGKeyArray | None) -> ChargeSharingState:
+        """Capacitor banks for integer (or, continuous mode, real) weights ``n``
+        (``|n| <= N``), with mismatch sampled from ``key`` (program time).
+
+        Raises:
+            ValueError: mismatch on and ``key`` None.
+        """
+        cap = self.capacitor
+        big = self.n_units
+        npos, nneg = jnp.maximum(n, 0.0), jnp.maximum(-n, 0.0)
+        if self.mismatch and self.a_c > 0:
+            if key is None:
+                raise ValueError("ChargeSharingArray.program: capacitor mismatch is on, so a `key` is required")
+            k = jax.random.split(key, 4)
+        else:
+            k = [None] * 4
+        c_wp = cap.sample(npos, key=k[0])
+        c_wn = cap.sample(nneg, key=k[1])
+        c_cp = cap.sample(big - npos, key=k[2])
+        c_cn = cap.sample(big - nneg, key=k[3])
+        c_tot_p = jnp.sum(c_wp + c_cp, axis=-1) + self.c_par
+        c_tot_n = jnp.sum(c_wn + c_cn, axis=-1) + self.c_par
+        return ChargeSharingState(c_wp=c_wp, c_wn=c_wn, c_tot_p=c_tot_p, c_tot_n=c_tot_n)
+
+    def nodes(self, state: ChargeSharingState, v: Float[Array, " rows"], *, key: PRNGKeyArray | None
+              ) -> tuple[Float[Array, " out"], Float[Array, " out"]]:
+        """Summing-node voltages ``(V_P, V_N)`` (V) after sampling inputs ``v`` (V, in
+        [0, v_ref]) and sharing, with kT/C noise from ``key`` (read time).
+
+        Raises:
+            ValueError: kT/C on and ``key`` None.
+        """
+        g = self.settling_gain
+        vp = g * (state.c_wp @ v) / state.c_tot_p
+        vn = g * (state.c_wn @ v) / state.c_tot_n
+        if self.ktc:
+            if key is None:
+                raise ValueError("ChargeSharingArray: kT/C noise is on, so a `key` is required at read time")
+            kp, kn = jax.random.split(key)
+            vp = vp + self.capacitor.sample_ktc(state.c_tot_p, key=kp)
+            vn = vn + self.capacitor.sample_ktc(state.c_tot_n, key=kn)
+        return vp, vn
+
+    def mac(self, state: ChargeSharingState, v: Float[Array, " rows"], *, key: PRNGKeyArray | None
+            ) -> Float[Array, " out"]:
+        """Differential output ``V_P - V_N`` (V); ideally ``c_u sum_i n_i v_i / C_tot``."""
+        vp, vn = self.nodes(state, v, key=key)
+        return vp - vn
+
+    def sampling_energy(self, n_abs_mean: float, v_ms: float, macs: float) -> float:
+        """Energy (J) drawn from the input drivers: ``C V^2`` per charging event, i.e.
+        ``macs * n_abs_mean * c_u * v_ms`` (``v_ms`` = mean square input voltage, V²)."""
+        return macs * n_abs_mean * self.c_u * v_ms
+
+    def ideal(self) -> "ChargeSharingArray":
+        """No mismatch, no kT/C, complete settling, continuous weights."""
+        import dataclasses
+        return dataclasses.replace(self, w_bits=None, mismatch=False, ktc=False, settling=False)
