@@ -17,6 +17,7 @@ from . import boosting as boosting
 from . import cells as cells
 from . import converters as converters
 from . import dataflow as dataflow
+from . import datasets as datasets
 from . import mapping as mapping
 from . import memory as memory
 from . import nn as nn

@@ -15,6 +15,16 @@ __all__ = ["ENERGY_CATEGORIES", "Cost"]
 ENERGY_CATEGORIES = ("compute", "conversion", "array", "onchip_memory", "offchip")
 
 
+def _merge_bits(a: "Cost", b: "Cost", field: str) -> int | None:
+    """Precision of a sum: the common value; a side that does no MACs does not count."""
+    x, y = getattr(a, field), getattr(b, field)
+    if a.macs == 0:
+        return y
+    if b.macs == 0:
+        return x
+    return x if x == y else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Cost:
     """Cost of one action group (a layer on a tile, a memory's traffic, ...), per inference.
@@ -75,8 +85,8 @@ class Cost:
             area_m2=self.area_m2 + other.area_m2,
             offchip_bytes=self.offchip_bytes + other.offchip_bytes,
             macs=self.macs + other.macs,
-            bits_weight=self.bits_weight if self.bits_weight == other.bits_weight else None,
-            bits_activation=self.bits_activation if self.bits_activation == other.bits_activation else None,
+            bits_weight=_merge_bits(self, other, "bits_weight"),
+            bits_activation=_merge_bits(self, other, "bits_activation"),
             hardware=hw,
             measured=self.measured and other.measured,
             sources=tuple(dict.fromkeys(self.sources + other.sources)),

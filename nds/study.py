@@ -7,21 +7,24 @@ noise-aware training and evaluates the same rows again. Every finished part is s
 same configuration resumes from there. The built-in default (``nds study`` with no argument)
 is :data:`DEFAULT_STUDY`.
 
-``results.json`` schema::
+``results.json`` schema (also in the README)::
 
     {
       "study": {...the configuration...},
       "dataset": {"name": "mnist", "n_test": 1000, "n_train": 4000},
       "rows": [
-        {"hardware": "digital" | "<hardware name>", "card": "<card>" | null,
+        {"hardware": "digital" | "<entry name>", "kind": "<kind>", "card": "<card>" | null,
          "training": "standard" | "noise-aware", "t_seconds": float | null,
          "accuracy": {"mean", "std", "p5", "p50", "p95", "ci": [lo, hi], "n", "confidence",
                       "samples": [one per chip]},
          "energy_j": float, "latency_s": float,          # per inference
-         "energy_breakdown_j": {...}, "area_m2": float, "num_chips": int}
+         "energy_breakdown_j": {...}, "offchip_bytes": float, "area_m2": float, "num_chips": int}
       ],
-      "cost": {"<hardware>": [per-layer cost rows]}
+      "cost": {"<hardware>": [per-layer cost rows + a "total" row]},
+      "report": [one section-VIII row per (network, hardware), see :func:`report_row`]
     }
+
+Hardware entries and their keys: :mod:`nds.hardware`.
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ DEFAULT_STUDY: dict[str, Any] = {
                  "noise_aware_steps": 400, "noise_aware_lr": 1e-4, "noise_aware_t": 31536000.0,
                  "clip_sigma": 2.5},
     "hardware": [
-        {"name": "rram", "kind": "crossbar", "card": "rram_generic"},
-        {"name": "pcm", "kind": "crossbar", "card": "pcm_joshi2020"},
+        # an energy-lean design point: 6-bit DAC and ADC (the ADC dominates the energy)
+        {"name": "rram", "kind": "crossbar", "card": "rram_generic", "dac_bits": 6, "adc_bits": 6},
+        {"name": "pcm", "kind": "crossbar", "card": "pcm_joshi2020", "dac_bits": 6, "adc_bits": 6},
     ],
-    "report": {"networks": [], "batch_size": 16},
+    "report": {"networks": ["alexnet", "vgg16"], "batch_size": 16},
 }
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
