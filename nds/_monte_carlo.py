@@ -47,6 +47,14 @@ def summarize(samples: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
             "p95": conv(q[2]), "ci": [conv(mean - half), conv(mean + half)], "confidence": confidence}
 
 
+_SUMMARY_KEYS = frozenset({"n", "mean", "std", "p5", "p50", "p95", "ci", "confidence"})
+
+
+def _is_summary(x) -> bool:
+    """A :func:`summarize` dict (not a dict of results that ``fn`` returned)."""
+    return isinstance(x, dict) and set(x) == _SUMMARY_KEYS
+
+
 @dataclasses.dataclass(frozen=True)
 class MonteCarloResult:
     """Per-chip results (``samples``: pytree of arrays with leading axis ``num_chips``) and
@@ -58,11 +66,11 @@ class MonteCarloResult:
 
     @property
     def mean(self):
-        return jtu.tree_map(lambda s: s["mean"], self.stats, is_leaf=lambda x: isinstance(x, dict))
+        return jtu.tree_map(lambda s: s["mean"], self.stats, is_leaf=_is_summary)
 
     @property
     def std(self):
-        return jtu.tree_map(lambda s: s["std"], self.stats, is_leaf=lambda x: isinstance(x, dict))
+        return jtu.tree_map(lambda s: s["std"], self.stats, is_leaf=_is_summary)
 
 
 @eqx.filter_jit

@@ -236,6 +236,7 @@ def tile():
 
 
 def test_tile_ideal_exact(tile):
+    was = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
         w = jax.random.normal(jax.random.key(0), (7, 5), dtype=jnp.float64)
@@ -244,7 +245,7 @@ def test_tile_ideal_exact(tile):
         y = t.apply(t.program(w, key=None), x, key=None)
         assert float(jnp.max(jnp.abs(y - w @ x))) < 1e-10
     finally:
-        jax.config.update("jax_enable_x64", False)
+        jax.config.update("jax_enable_x64", was)
 
 
 def test_tile_quantization_error_bound(tile):

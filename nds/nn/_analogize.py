@@ -37,13 +37,27 @@ def analog_layers(model: Any) -> list[AbstractAnalogLayer]:
     return [x for x in jtu.tree_leaves(model, is_leaf=is_analog_layer) if is_analog_layer(x)]
 
 
+def _bn_inference_stats(bn: eqx.nn.BatchNorm, state: eqx.nn.State):
+    """The (mean, var) an ``eqx.nn.BatchNorm`` uses in inference mode: the EMA statistics
+    (``mode="ema"``, the default), or the zero-debiased hidden statistics (``mode="batch"``),
+    exactly as ``BatchNorm.__call__`` computes them."""
+    if getattr(bn, "ema_state_index", None) is not None:
+        return state.get(bn.ema_state_index)
+    if getattr(bn, "batch_state_index", None) is not None:
+        counter = state.get(bn.batch_counter)
+        hidden_mean, hidden_var = state.get(bn.batch_state_index)
+        scale = jnp.where(counter == 0, 1, 1 - bn.momentum**counter)
+        return hidden_mean / scale, hidden_var / scale
+    return state.get(bn.state_index)  # equinox < 0.12
+
+
 def fold_batchnorm(layer: AbstractAnalogLayer, bn: eqx.nn.BatchNorm, state: eqx.nn.State) -> AbstractAnalogLayer:
     """Fold inference-mode batch norm into the layer's digital scale and bias.
 
     ``BN(z) = γ (z − μ)/sqrt(σ² + ε) + β`` with ``z = s·Wx + b`` gives ``out_scale' = s·a`` and
     ``bias' = a (b − μ) + β`` with ``a = γ / sqrt(σ² + ε)`` (per output channel).
     """
-    mean, var = state.get(bn.state_index)
+    mean, var = _bn_inference_stats(bn, state)
     a = jax.lax.rsqrt(var + bn.eps)
     if bn.weight is not None:
         a = a * bn.weight

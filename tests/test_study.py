@@ -1,0 +1,160 @@
+"""The main job: study files (validation, errors) and a tiny study end to end, with resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import nds
+import nds.study
+from nds.study import DEFAULT_STUDY, StudyError, load_study, run_study
+
+TINY = """
+[study]
+name = "tiny"
+seed = 0
+chips = 2
+chip_batch = 2
+times = [1.0, 3600.0]
+
+[dataset]
+name = "digits"
+n_train = 300
+n_test = 100
+
+[network]
+name = "mlp"
+
+[training]
+steps = 60
+batch_size = 32
+noise_aware_steps = 10
+
+[[hardware]]
+name = "pcm"
+kind = "crossbar"
+card = "pcm_joshi2020"
+rows = 64
+cols = 64
+"""
+
+
+def test_default_study_validates():
+    cfg = load_study()
+    assert cfg["study"]["chips"] == DEFAULT_STUDY["study"]["chips"] == 32
+    assert cfg["study"]["times"] == [1.0, 3600.0, 86400.0, 31536000.0]
+    assert cfg["dataset"]["name"] == "mnist" and cfg["network"]["name"] == "lenet5"
+    assert {h["name"] for h in cfg["hardware"]} == {"rram", "pcm"}
+    # loading does not alter the built-in default
+    cfg["study"]["chips"] = 1
+    assert DEFAULT_STUDY["study"]["chips"] == 32
+
+
+def test_study_file_overrides_and_inherits(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    cfg = load_study(p)
+    assert cfg["study"]["chips"] == 2 and cfg["dataset"]["n_test"] == 100
+    assert cfg["training"]["steps"] == 60
+    assert cfg["training"]["lr"] == DEFAULT_STUDY["training"]["lr"]  # inherited
+    assert [h["name"] for h in cfg["hardware"]] == ["pcm"]
+    h = cfg["hardware"][0]
+    assert h["rows"] == 64 and h["cols"] == 64
+    assert h["adc_bits"] == 8 and h["dac_bits"] == 8  # the kind's defaults
+    assert load_study(p, **{"study.chips": 3})["study"]["chips"] == 3
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[study]\nchipz = 3\n", "chipz"),
+    ("[study]\nchips = \"many\"\n", "study.chips"),
+    ("[training]\nlr = true\n", "training.lr"),
+    ("[dataset]\nname = \"cifar\"\n", "dataset.name"),
+    ("[network]\nname = \"resnet\"\n", "network.name"),
+    ("[bogus]\nx = 1\n", "bogus"),
+    ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2020\"\nrowz = 3\n", "rowz"),
+    ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2020\"\nrows = \"64\"\n", "rows"),
+    ("[[hardware]]\nname = \"digital\"\ncard = \"pcm_joshi2020\"\n", "digital"),
+    ("[study\n", "TOML"),
+])
+def test_bad_study_file_names_file_and_key(tmp_path, text, key):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(StudyError) as e:
+        load_study(p)
+    msg = str(e.value)
+    assert str(p) in msg and key in msg, msg
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(StudyError, match="no such"):
+        load_study(tmp_path / "nope.toml")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    p = d / "tiny.toml"
+    p.write_text(TINY)
+    cfg = load_study(p)
+    out = d / "out"
+    res = run_study(cfg, out)
+    return cfg, out, res
+
+
+def test_tiny_study_writes_documented_results(tiny_run):
+    cfg, out, res = tiny_run
+    assert (out / "results.json").is_file()
+    data = json.loads((out / "results.json").read_text())
+    assert data["rows"] == json.loads(json.dumps(res["rows"]))
+    assert data["dataset"]["name"] == "digits" and data["dataset"]["n_test"] == 100
+    rows = data["rows"]
+    keyset = [(r["hardware"], r["training"], r["t_seconds"]) for r in rows]
+    assert keyset == [("digital", "standard", None),
+                      ("pcm", "standard", 1.0), ("pcm", "standard", 3600.0),
+                      ("pcm", "noise-aware", 1.0), ("pcm", "noise-aware", 3600.0)]
+    for r in rows:
+        a = r["accuracy"]
+        s = np.asarray(a["samples"], np.float64)
+        assert len(s) == (1 if r["hardware"] == "digital" else 2) == r["num_chips"]
+        # accuracies are counts over 100 test digits
+        np.testing.assert_allclose(s * 100, np.round(s * 100), atol=1e-6)
+        assert a["mean"] == pytest.approx(s.mean(), rel=1e-12)
+        assert a["p5"] == pytest.approx(np.quantile(s, 0.05), rel=1e-12)
+        if len(s) > 1:
+            assert a["std"] == pytest.approx(s.std(ddof=1), rel=1e-12, abs=1e-15)
+        assert r["energy_j"] > 0 and r["latency_s"] > 0
+        assert r["energy_j"] == pytest.approx(sum(r["energy_breakdown_j"].values()), rel=1e-12)
+    # energy of a row is the total of its hardware's per-layer cost table
+    for hw in ("digital", "pcm"):
+        total = data["cost"][hw][-1]
+        assert total["layer"] == "total"
+        row = next(r for r in rows if r["hardware"] == hw)
+        assert row["energy_j"] == pytest.approx(total["energy_total_j"], rel=1e-12)
+        # MLP 64-256-128-10: 16384 + 32768 + 1280 MACs per inference
+        assert total["macs"] == 64 * 256 + 256 * 128 + 128 * 10
+    # the PCM layers on 64x64 arrays: 64 → 256 has 1 row block, 256 → 128 has 4, 128 → 10 has 2
+    pcm_layers = data["cost"]["pcm"][:-1]
+    assert [l["counts"]["adc_conversions"] for l in pcm_layers] == [256, 4 * 128, 2 * 10]
+    png = (out / "accuracy_vs_time.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_tiny_study_resumes_without_recomputing(tiny_run, monkeypatch):
+    """A rerun finds every part saved: no training and no Monte Carlo happen (both patched to
+    raise), the parts' files are untouched, and the results are identical."""
+    cfg, out, res = tiny_run
+    parts = sorted((out / "parts").iterdir())
+    assert any(p.suffix == ".json" for p in parts) and any(p.suffix == ".eqx" for p in parts)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in parts}
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a finished part")
+
+    monkeypatch.setattr(nds.study, "fit", boom)
+    monkeypatch.setattr(nds.study, "monte_carlo", boom)
+    res2 = run_study(cfg, out)
+    assert json.dumps(res2["rows"]) == json.dumps(res["rows"])
+    assert {p.name: p.stat().st_mtime_ns for p in sorted((out / "parts").iterdir())} == mtimes
