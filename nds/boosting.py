@@ -5,16 +5,32 @@ column of the 6T SRAM array in classify mode is a weak linear classifier with ±
 (the comparator's sign of the bit-line difference, :class:`nds.arrays.SRAMColumn`);
 AdaBoost combines ``n_weak`` columns per class into a strong one-vs-all classifier and a
 ten-way decision takes the class with the largest boosted score. In EACB the sample
-re-weighting and the vote weights ``alpha_t`` use the errors of the *programmed chip's*
-columns (hardware in the loop), so later weak classifiers learn to correct the faults and
-variation of earlier ones; conventional training computes them with the ideal model and
-programs the result onto every chip.
+re-weighting and the vote weights ``alpha_t = 0.5 ln((1 - eps_t) / eps_t)`` use the errors
+``eps_t`` of the *programmed chip's* columns (hardware in the loop), so later weak
+classifiers learn to correct the faults and variation of earlier ones; conventional
+training computes them with the ideal model and programs the result onto every chip.
 
-Weak learner (per class, per round, trained in software on the current sample weights
-``D``): ``s = sign(sum_n D_n y_n (x_n - mean_D x))`` over the feature rows; a per-column
-threshold is realised with ``bias_rows`` rows driven at the constant code ``bias_code``,
-``k`` of which store ``+1`` (bias ``(2k - bias_rows) * bias_code``), ``k`` chosen to minimise
-the weighted error of the ideal column.
+Weak learner (per class, per round, trained in software on the ideal column and the current
+sample weights ``D``), ``learner=``:
+
+* ``"fisher"`` (default): the ±1 vector ``s`` that maximises the D-weighted Fisher ratio
+  ``(s . r)^2 / (s^T S s)`` (``r``: weighted class-mean difference, ``S``: weighted feature
+  covariance plus ``ridge * tr(S)/f`` on the diagonal), found by greedy single-bit flips
+  (closed-form update, ``passes`` sweeps) from the sign of the ridge LDA direction — a
+  binary linear discriminant, in the spirit of the paper's constrained-resolution training
+  of the base classifiers (our formulation, not the paper's algorithm);
+* ``"error"``: the same start, then greedy bit flips that lower the weighted training error
+  of the column with its best threshold (costlier: ``n_bias + 1`` thresholds × n per flip);
+* ``"meandiff"``: ``s = sign(sum_n D_n y_n (x_n - mean_D x))`` (the first version).
+
+The per-column threshold is realised with ``bias_rows`` rows driven at the constant code
+``bias_code``, ``k`` of which store ``+1`` (bias ``(2k - bias_rows) * bias_code``), ``k``
+chosen to minimise the weighted error of the ideal column.
+
+Limits: the weak learners are greedy (local optima), and none of them optimises the weighted
+error exactly, so a round can return a column whose error under the new weights is exactly
+1/2 (``alpha = 0``, a wasted column) or, when the bias range ``±bias_rows * bias_code`` is
+too small for the scores, above 1/2 (negative ``alpha``).
 
 Randomness: ``key`` arguments only (chip = program-time key, reads = read-time key).
 """
@@ -30,7 +46,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .arrays._sram_column import SRAMColumn
 
-__all__ = ["Chip", "BoostedClassifier", "program_chip", "column_decisions", "train_eacb", "predict"]
+__all__ = ["Chip", "BoostedClassifier", "program_chip", "column_decisions", "train_eacb", "predict",
+           "adaboost_alpha", "weak_learner"]
 
 
 class Chip(NamedTuple):
@@ -81,9 +98,109 @@ def column_decisions(column: SRAMColumn, chip: Chip | None, w: Float[Array, "row
     return jnp.where(dv - off[None, :] - noise >= 0, 1.0, -1.0)
 
 
+def adaboost_alpha(eps: Float[Array, "..."], *, eps_min: float = 1e-6) -> Float[Array, "..."]:
+    """AdaBoost's vote weight ``0.5 ln((1 - eps) / eps)`` of a weak classifier with weighted
+    error ``eps`` (clipped to ``[eps_min, 1 - eps_min]``)."""
+    e = jnp.clip(eps, eps_min, 1 - eps_min)
+    return 0.5 * jnp.log((1 - e) / e)
+
+
+def _weighted_stats(d, y, x):
+    """D-weighted covariance (C, f, f) and class-difference vector r (C, f) (``d`` sums to 1)."""
+    mu = d @ x  # (C, f)
+    dy = d * y
+    r = dy @ x - jnp.sum(dy, axis=1, keepdims=True) * mu
+    cov = jnp.einsum("cn,nf,ng->cfg", d, x, x) - mu[:, :, None] * mu[:, None, :]
+    return r, cov
+
+
+def _ridge(cov, ridge):
+    f = cov.shape[-1]
+    tr = jnp.trace(cov, axis1=1, axis2=2)[:, None, None] / f
+    return cov + (ridge * tr + 1e-9) * jnp.eye(f, dtype=cov.dtype)[None]
+
+
+def _fisher_flips(s, r, cov, passes):
+    """Greedy single-bit flips of s (C, f) that raise (s.r)^2 / (s^T cov s) with s.r > 0."""
+    f = s.shape[1]
+    num = jnp.sum(s * r, axis=1)
+    cs = jnp.einsum("cfg,cg->cf", cov, s)
+    den = jnp.sum(s * cs, axis=1)
+    diag = jnp.diagonal(cov, axis1=1, axis2=2)
+
+    def step(carry, j):
+        s, num, den, cs = carry
+        sj = s[:, j]
+        nn = num - 2 * sj * r[:, j]
+        nd = den - 4 * sj * cs[:, j] + 4 * diag[:, j]
+        better = (nn > 0) & (nn * nn * den > num * num * nd * (1 + 1e-9)) & (nd > 0)
+        sgn = jnp.where(better, -1.0, 1.0).astype(s.dtype)
+        cs = cs - jnp.where(better, 2 * sj, 0.0)[:, None] * cov[:, :, j]
+        s = s.at[:, j].multiply(sgn)
+        return (s, jnp.where(better, nn, num), jnp.where(better, nd, den), cs), None
+
+    js = jnp.tile(jnp.arange(f), passes)
+    (s, _, _, _), _ = jax.lax.scan(step, (s, num, den, cs), js)
+    return s
+
+
+def _threshold_errors(score, y, d, bias_vals):
+    """Weighted error (C, K) of ``sign(score + b_k)`` for every bias value."""
+    dy = d * y
+    step = (score[:, None, :] + bias_vals[None, :, None] >= 0).astype(score.dtype)  # (C, K, n)
+    return 0.5 + 0.5 * jnp.sum(dy, axis=1)[:, None] - jnp.einsum("ckn,cn->ck", step, dy)
+
+
+def _error_flips(s, x, y, d, bias_vals, passes):
+    """Greedy single-bit flips of s (C, f) that lower the best-threshold weighted error."""
+    f = s.shape[1]
+    score = s @ x.T
+    e = jnp.min(_threshold_errors(score, y, d, bias_vals), axis=1)
+
+    def step(carry, j):
+        s, score, e = carry
+        ns = score - 2 * s[:, j][:, None] * x[:, j][None, :]
+        ne = jnp.min(_threshold_errors(ns, y, d, bias_vals), axis=1)
+        better = ne < e - 1e-12
+        s = s.at[:, j].multiply(jnp.where(better, -1.0, 1.0).astype(s.dtype))
+        return (s, jnp.where(better[:, None], ns, score), jnp.where(better, ne, e)), None
+
+    js = jnp.tile(jnp.arange(f), passes)
+    (s, _, _), _ = jax.lax.scan(step, (s, score, e), js)
+    return s
+
+
+def weak_learner(x_codes: Float[Array, "n f"], y: Float[Array, "c n"], d: Float[Array, "c n"], *,
+                 learner: str = "fisher", ridge: float = 0.1, passes: int = 2,
+                 bias_vals: Float[Array, " k"] | None = None) -> Float[Array, "c f"]:
+    """±1 feature weights of one weak column per row of ``y`` (labels ±1) under sample weights
+    ``d`` (each row sums to 1); see the module doc for ``learner``.
+
+    Raises:
+        ValueError: unknown ``learner``; ``learner="error"`` without ``bias_vals``.
+    """
+    if learner not in ("fisher", "error", "meandiff"):
+        raise ValueError(f"weak_learner: learner = {learner!r}; allowed 'fisher', 'error', 'meandiff'")
+    if learner == "meandiff":
+        mu = d @ x_codes
+        dirn = jnp.einsum("cn,cn,nf->cf", d, y, x_codes) - jnp.sum(d * y, axis=1, keepdims=True) * mu
+        return jnp.where(dirn >= 0, 1.0, -1.0).astype(x_codes.dtype)
+    r, cov = _weighted_stats(d, y, x_codes)
+    cov_r = _ridge(cov, ridge)
+    w = jnp.linalg.solve(cov_r, r[:, :, None])[:, :, 0]
+    s = jnp.where(w >= 0, 1.0, -1.0).astype(x_codes.dtype)
+    s = _fisher_flips(s, r, cov_r, passes)
+    if learner == "error":
+        if bias_vals is None:
+            raise ValueError("weak_learner: learner = 'error' needs `bias_vals`")
+        s = _error_flips(s, x_codes, y, d, bias_vals, passes)
+    return s
+
+
 def train_eacb(column: SRAMColumn, x_codes: Float[Array, "n f"], labels: Int[Array, " n"], *, n_classes: int,
                n_weak: int, chip: Chip | None, bias_rows: int, bias_code: float,
-               key: PRNGKeyArray | None = None) -> BoostedClassifier:
+               key: PRNGKeyArray | None = None, learner: str = "fisher", ridge: float = 0.1,
+               passes: int = 2) -> BoostedClassifier:
     """Train a boosted ten-way (``n_classes``) classifier, ``n_weak`` columns per class.
 
     Args:
@@ -94,20 +211,24 @@ def train_eacb(column: SRAMColumn, x_codes: Float[Array, "n f"], labels: Int[Arr
             the ideal model's outputs drive the boosting).
         bias_rows, bias_code: rows used for the column thresholds and their input code.
         key: comparator noise during the in-the-loop reads (None: noise-free reads).
+        learner, ridge, passes: the weak learner (module doc), its covariance ridge
+            (fraction of the mean variance) and its bit-flip sweeps.
 
     Returns:
         :class:`BoostedClassifier`. The chip's column for (class c, round t) is
         ``c * n_weak + t``; columns beyond ``n_classes * n_weak`` are unused.
 
     Raises:
-        ValueError: more columns or rows than the chip has.
+        ValueError: more columns or rows than the chip has; unknown ``learner``.
     """
     n, f = x_codes.shape
     rows = f + bias_rows
     cols_needed = n_classes * n_weak
     if chip is not None and (chip.dvt.shape[1] < rows or chip.dvt.shape[2] < cols_needed):
         raise ValueError(f"train_eacb: need rows={rows}, cols={cols_needed}; chip has {chip.dvt.shape[1:]}")
-    y = jnp.where(labels[None, :] == jnp.arange(n_classes)[:, None], 1.0, -1.0)  # (C, n)
+    if learner not in ("fisher", "error", "meandiff"):
+        raise ValueError(f"train_eacb: learner = {learner!r}; allowed 'fisher', 'error', 'meandiff'")
+    y = jnp.where(labels[None, :] == jnp.arange(n_classes)[:, None], 1.0, -1.0).astype(x_codes.dtype)  # (C, n)
     codes = _inputs(x_codes, column, bias_rows, bias_code)
     d = jnp.full((n_classes, n), 1.0 / n, x_codes.dtype)
     ks = jnp.arange(bias_rows + 1, dtype=x_codes.dtype)
@@ -115,12 +236,9 @@ def train_eacb(column: SRAMColumn, x_codes: Float[Array, "n f"], labels: Int[Arr
     w_all, a_all = [], []
     keys = jax.random.split(key, n_weak) if key is not None else [None] * n_weak
     for t in range(n_weak):
-        mu = d @ x_codes  # (C, f), d sums to 1
-        dirn = jnp.einsum("cn,cn,nf->cf", d, y, x_codes) - jnp.sum(d * y, axis=1, keepdims=True) * mu
-        s = jnp.where(dirn >= 0, 1.0, -1.0)  # (C, f)
+        s = weak_learner(x_codes, y, d, learner=learner, ridge=ridge, passes=passes, bias_vals=bias_vals)
         score = s @ x_codes.T  # (C, n)
-        pred = jnp.where(score[:, None, :] + bias_vals[None, :, None] >= 0, 1.0, -1.0)  # (C, K, n)
-        err = jnp.sum(d[:, None, :] * (pred != y[:, None, :]), axis=2)  # (C, K)
+        err = _threshold_errors(score, y, d, bias_vals)  # (C, K)
         k = jnp.argmin(err, axis=1)  # (C,)
         brow = jnp.where(jnp.arange(bias_rows)[None, :] < k[:, None], 1.0, -1.0)  # (C, bias_rows)
         wcol = jnp.concatenate([s, brow], axis=1).T  # (rows, C)
@@ -130,8 +248,8 @@ def train_eacb(column: SRAMColumn, x_codes: Float[Array, "n f"], labels: Int[Arr
             idx = jnp.arange(n_classes) * n_weak + t
             sub = Chip(dvt=chip.dvt[:, :rows, idx], offset=chip.offset[idx])
             h = column_decisions(column, sub, wcol, codes, key=keys[t]).T
-        eps = jnp.clip(jnp.sum(d * (h != y), axis=1), 1e-6, 1 - 1e-6)
-        alpha = 0.5 * jnp.log((1 - eps) / eps)
+        eps = jnp.sum(d * (h != y), axis=1)
+        alpha = adaboost_alpha(eps)
         d = d * jnp.exp(-alpha[:, None] * y * h)
         d = d / jnp.sum(d, axis=1, keepdims=True)
         w_all.append(wcol)

@@ -82,3 +82,31 @@ def test_front_end_and_asp_shapes_costs_fixed_filters():
     assert len(jax.tree_util.tree_leaves(bank)) == len(jax.tree_util.tree_leaves(a))
     np.testing.assert_array_equal(np.asarray(bank(img, key=jax.random.PRNGKey(4))), np.asarray(r1))
     assert bank.cost((12, 12)).energy_j["array"] > 0
+
+
+def test_front_end_pixel_exposed_once_shot_noise_variance():
+    """Every pixel is exposed once per frame: two identical 1x1 kernels see the same noisy
+    pixel (identical outputs), and a 1x1 identity kernel's output variance is the shot + read
+    noise closed form (x FW + rn^2) / FW^2 (pool 1, no analog noise, no quantization, no
+    weight quantization; pixels high enough that the ReLU never clips)."""
+    c = _card()
+    t = SensorTile(sensor=c, analog_noise=False, w_bits=None, out_bits=None)
+    fe = AnalogSensorFrontEnd(tile=t, pool=1)
+    img = jnp.linspace(0.2, 0.9, 16).reshape(4, 4)
+    ker = jnp.ones((2, 1, 1))
+    n = 4000
+    ys = jax.jit(jax.vmap(lambda k: fe(ker, img, key=k)))(jax.random.split(jax.random.PRNGKey(5), n))
+    np.testing.assert_array_equal(np.asarray(ys[:, 0]), np.asarray(ys[:, 1]))
+    pred = (np.asarray(img) * c.full_well + c.read_noise_e**2) / c.full_well**2
+    var = np.asarray(ys[:, 0].var(0))
+    # sample variance: relative standard error sqrt(2 / n); 4 sigma
+    assert np.all(np.abs(var / pred - 1) < 4 * math.sqrt(2 / n))
+    # analog noise on (20 dB): independent per output, so the two kernels' outputs differ by
+    # noise of variance 2 ref^2 / SNR, ref^2 = sum(w^2) / 3 = 1/3 (the darkest pixel, 0.2, is
+    # 3.5 sigma above the ReLU corner: clipping biases the variance by < 1e-3)
+    fe2 = AnalogSensorFrontEnd(tile=SensorTile(sensor=c, w_bits=None, out_bits=None, snr_db=20.0), pool=1)
+    y2 = jax.jit(jax.vmap(lambda k: fe2(ker, img, key=k)))(jax.random.split(jax.random.PRNGKey(6), n))
+    var2 = np.asarray((y2[:, 0] - y2[:, 1]).var(0))
+    assert np.all(np.abs(var2 / (2 / 3 / 100) - 1) < 4 * math.sqrt(2 / n))
+    with pytest.raises(ValueError, match="key"):
+        fe2(ker, img, key=None)

@@ -203,22 +203,27 @@ class AnalogSensorFrontEnd(eqx.Module):
     pool: int = eqx.field(static=True, default=2)
 
     def __call__(self, kernels: Float[Array, "f k k"], image: Float[Array, "h w"], *, key) -> Float[Array, "f hp wp"]:
+        """One frame. Each pixel is exposed once (one shot-noise sample per pixel, shared by
+        every patch that reads it, as on the sensor); analog noise at ``snr_db`` is drawn
+        independently for every output of the convolution."""
         f, k, _ = kernels.shape
-        h, wd = image.shape
-        patches = jax.lax.conv_general_dilated_patches(image[None, None], (k, k), (1, 1), "VALID")[0]  # (k*k, H', W')
+        tile = self.tile
+        if tile.needs_key and key is None:
+            raise ValueError("AnalogSensorFrontEnd: shot/analog noise is on, so a `key` is required")
+        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        x = _shot(image, tile.sensor, k1, tile.shot_noise)
+        wmat = tile.program(kernels.reshape(f, k * k))
+        patches = jax.lax.conv_general_dilated_patches(x[None, None], (k, k), (1, 1), "VALID")[0]  # (k*k, H', W')
         ho, wo = patches.shape[1:]
-        wmat = self.tile.program(kernels.reshape(f, k * k))
-        cols = patches.reshape(k * k, ho * wo).T  # (P, k*k)
-        keys = jax.random.split(key, ho * wo) if key is not None else None
-        if keys is None:
-            y = jax.vmap(lambda xx: self.tile.mac(wmat, xx, key=None))(cols)
-        else:
-            y = jax.vmap(lambda xx, kk: self.tile.mac(wmat, xx, key=kk))(cols, keys)
-        y = jax.nn.relu(y.T.reshape(f, ho, wo))
+        y = wmat @ patches.reshape(k * k, ho * wo)  # (F, P): one analog MAC per output
+        if tile.analog_noise:
+            ref = jnp.sqrt(jnp.sum(wmat**2, axis=1) / 3.0)[:, None]  # as SensorTile.mac
+            y = y + ref / math.sqrt(10 ** (tile.snr_db / 10)) * jax.random.normal(k2, y.shape, y.dtype)
+        y = jax.nn.relu(y.reshape(f, ho, wo))
         p = self.pool
         hp, wp = ho // p, wo // p
         y = y[:, : hp * p, : wp * p].reshape(f, hp, p, wp, p).max(axis=(2, 4))
-        return self.tile.quantize(y)
+        return tile.quantize(y)
 
     def cost(self, kernel_shape: tuple[int, int, int], image_shape: tuple[int, int]) -> Cost:
         f, k, _ = kernel_shape
