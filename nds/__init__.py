@@ -21,6 +21,7 @@ from . import datasets as datasets
 from . import mapping as mapping
 from . import memory as memory
 from . import nn as nn
+from . import sweep as sweep
 from . import tiles as tiles
 from . import train as train
 from ._cards import AbstractCardModule as AbstractCardModule

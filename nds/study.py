@@ -71,6 +71,10 @@ DEFAULT_STUDY: dict[str, Any] = {
         {"name": "pcm", "kind": "crossbar", "card": "pcm_joshi2020", "dac_bits": 6, "adc_bits": 6},
     ],
     "report": {"networks": ["alexnet", "vgg16"], "batch_size": 16},
+    # accuracy and wire-energy share against array size and wire resistance (exact IR drop);
+    # off by default (minutes per array size): see examples/study_sweep.toml
+    "sweep": {"card": "rram_wan2022", "array_sizes": [], "r_wire": [0.0, 1.0, 2.5, 5.0], "chips": 8,
+              "fidelity": "exact"},
 }
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -78,6 +82,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "dataset": {"name": str, "n_train": int, "n_test": int},
     "network": {"name": str, "digital_layers": list},
     "report": {"networks": list, "batch_size": int},
+    "sweep": {"card": str, "array_sizes": list, "r_wire": list, "chips": int, "fidelity": str},
     "training": {"steps": int, "batch_size": int, "lr": (int, float), "noise_aware_steps": int,
                  "noise_aware_lr": (int, float), "noise_aware_t": (int, float), "clip_sigma": (int, float)},
 }
@@ -125,6 +130,14 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
     for net in cfg["report"]["networks"]:
         if net not in COST_NETWORKS:
             raise StudyError(f"{where}: report.networks entry {net!r}; allowed: {sorted(COST_NETWORKS)}")
+    sw = cfg["sweep"]
+    if any(not isinstance(a, int) or a < 2 for a in sw["array_sizes"]):
+        raise StudyError(f"{where}: sweep.array_sizes = {sw['array_sizes']}: integers >= 2")
+    if any(not isinstance(r, (int, float)) or r < 0 for r in sw["r_wire"]):
+        raise StudyError(f"{where}: sweep.r_wire = {sw['r_wire']}: ohms >= 0")
+    if sw["fidelity"] not in ("exact", "first_order") or sw["chips"] < 1:
+        raise StudyError(f"{where}: sweep.fidelity = {sw['fidelity']!r} ('exact' or 'first_order'), "
+                         f"sweep.chips = {sw['chips']} (>= 1)")
     if cfg["report"]["batch_size"] < 1:
         raise StudyError(f"{where}: report.batch_size = {cfg['report']['batch_size']} must be >= 1")
     hw = cfg["hardware"]
@@ -366,10 +379,35 @@ def run_study(
             am = eqx.filter_eval_shape(lambda: analogize(build(key=jax.random.key(0)), tile))
             rep = cost(am, shape, batch_size=bs)
             report_rows.append(report_row(net_name, h["name"], rep, accuracy=None, dataset=None))
+    sweep_rows = None
+    sw = cfg["sweep"]
+    if sw["array_sizes"]:
+        from . import cells as _cells
+        from ._cards import card_path, load_card
+        from .sweep import plot_sweep, sweep_array
+
+        ckind = tomllib.loads(card_path(sw["card"]).read_text())["meta"]["kind"]
+        ccls = {"pcm": _cells.PCM, "rram": _cells.RRAM}.get(ckind)
+        if ccls is None:
+            raise StudyError(f"sweep.card = {sw['card']!r} has kind {ckind!r}; a resistive cell is needed")
+        cell = load_card(sw["card"], ccls)
+
+        def do_sweep():
+            upd, done = bar("array size × wire resistance sweep", len(sw["array_sizes"]) * len(sw["r_wire"]))
+            r = sweep_array(digital, (xte, yte), card=cell, key=k_mc, array_sizes=sw["array_sizes"],
+                            r_wire=sw["r_wire"], num_chips=sw["chips"], input_shape=ds.input_shape,
+                            fidelity=sw["fidelity"], batch_size=s["chip_batch"])
+            done()
+            return json.loads(json.dumps(r, default=float))
+
+        sweep_rows = parts.json("sweep", {"base": dep_train, "sweep": sw, "seed": s["seed"]}, do_sweep)
+        plot_sweep(sweep_rows, out / "sweep.png", title=f"{n['name']} on {d['name']}, card {sw['card']}")
+
     results = {
         "study": cfg,
         "dataset": {"name": ds.name, "n_test": int(len(ds.y_test)), "n_train": int(len(ds.y_train))},
         "rows": rows,
+        "sweep": sweep_rows,
         "cost": cost_tables,
         "report": [report_row(n["name"], name, rep, accuracy=_acc_of(rows, name), dataset=ds.name,
                               n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,

@@ -48,13 +48,30 @@ def _pe(**kw):
     return PEArrayTile(pe=nds.load_card("pe_eyeriss", PEArray), memory=nds.load_card("mem_lpddr3", DRAM2D), **kw)
 
 
+def _hw(kind, **kw):
+    from nds.hardware import build_tile, entry_defaults
+
+    return build_tile(entry_defaults(dict(name=kind, kind=kind, **kw), "test", 0))
+
+
+def _isaac():
+    from nds.tiles import BitSlicedTile, BitSliceDesign
+
+    return BitSlicedTile.from_design(nds.load_card("isaac", BitSliceDesign), _rram())
+
+
 TILES = {
     "pcm": lambda: _crossbar(_pcm(), out_noise=0.02),
     "rram": lambda: _crossbar(_rram(), out_noise=0.02),
     "digital": lambda: DigitalTile(bits_weight=8, bits_activation=8),
     "pe_array": lambda: _pe(bits_weight=8, bits_activation=8),
+    "bitsliced_isaac": _isaac,
+    "sram": lambda: _hw("sram", rows=ROWS, cols=COLS),
+    "switched_cap": lambda: _hw("switched_cap", rows=ROWS),
+    "sensor": lambda: _hw("sensor"),
 }
 NOISY = {"pcm", "rram"}
+NONLINEAR = {"sram", "sensor"}
 
 
 @pytest.fixture(scope="module", params=list(TILES))
@@ -109,7 +126,9 @@ def _effective_matrix(tile, state):
     if isinstance(tile, CrossbarTile):
         c = tile.cell
         return state.w_scale[:, None] * (state.g[0] - state.g[1]).T / (c.g_max - c.g_min) * state.comp
-    return state
+    if isinstance(state, jax.Array):  # digital tiles: the (quantized) weights
+        return state
+    return W  # bit-sliced and switched-capacitor: the target, within the stated tolerance
 
 
 def test_gradients_finite_and_close_to_exact(tile_case):
@@ -125,11 +144,20 @@ def test_gradients_finite_and_close_to_exact(tile_case):
     f = lambda w, x: jnp.dot(C, tile.apply(tile.program(w, key=KP), x, key=KR))
     gw, gx = eqx.filter_jit(jax.grad(f, argnums=(0, 1)))(W, X)
     assert np.isfinite(np.asarray(gw)).all() and np.isfinite(np.asarray(gx)).all()
+    if name in NONLINEAR:
+        # the chip is non-linear in x (alpha-power cell current vs word-line voltage, bit-line
+        # saturation; pixel and analog front end): dy/dx is not a matrix of weights, so only
+        # finiteness is checked here; their own test files check the physics.
+        return
     w_chip = _effective_matrix(tile, tile.program(W, key=KP))
     keep = np.arange(N_IN) != int(jnp.argmax(jnp.abs(X)))
     ex = rel_err(np.asarray(gx)[keep], np.asarray(w_chip.T @ C)[keep])
     ew = float(jnp.linalg.norm(gw - jnp.outer(C, X)) / jnp.linalg.norm(jnp.outer(C, X)))
-    tol_x, tol_w = {"pcm": (1e-10, 0.2), "rram": (0.06, 0.2)}.get(name, (1e-10, 0.02))
+    # bit-sliced ISAAC: its 8-bit ADC clips sums above 255 (9 bits are needed for exact
+    # partial sums) and the RRAM cell adds C2C noise; switched-capacitor: 3-bit weights
+    # (relative rounding error up to 2^-3) and 6-bit activations.
+    tol_x, tol_w = {"pcm": (1e-10, 0.2), "rram": (0.06, 0.2), "bitsliced_isaac": (0.35, 0.12),
+                    "switched_cap": (0.3, 0.05)}.get(name, (1e-10, 0.02))
     assert ex < tol_x and ew < tol_w, (ex, ew)
 
 

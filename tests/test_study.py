@@ -158,3 +158,28 @@ def test_tiny_study_resumes_without_recomputing(tiny_run, monkeypatch):
     res2 = run_study(cfg, out)
     assert json.dumps(res2["rows"]) == json.dumps(res["rows"])
     assert {p.name: p.stat().st_mtime_ns for p in sorted((out / "parts").iterdir())} == mtimes
+
+
+def test_study_sweep_hook(tmp_path):
+    """The [sweep] table runs nds.sweep.sweep_array on the study's digital model: one row per
+    (array size, wire resistance); zero wire resistance dissipates nothing in the wires, and
+    5 ohm segments dissipate a positive share that grows with the array size (I²R over longer
+    lines)."""
+    import json
+
+    from nds.study import load_study, run_study
+
+    p = tmp_path / "s.toml"
+    p.write_text(
+        '[study]\nchips = 2\nchip_batch = 2\ntimes = [1.0]\n[dataset]\nname = "digits"\n'
+        '[network]\nname = "mlp"\n[training]\nsteps = 20\nnoise_aware_steps = 2\n'
+        '[sweep]\narray_sizes = [16, 32]\nr_wire = [0.0, 5.0]\nchips = 2\n'
+        '[[hardware]]\nname = "pcm"\ncard = "pcm_joshi2020"\nrows = 64\ncols = 64\nnoise_aware = false\n'
+        '[report]\nnetworks = []\n')
+    res = run_study(load_study(p), tmp_path / "out")
+    rows = {(r["rows"], r["r_wire"]): r for r in res["sweep"]}
+    assert set(rows) == {(16, 0.0), (16, 5.0), (32, 0.0), (32, 5.0)}
+    assert rows[(16, 0.0)]["wire_energy_share"] == 0.0 and rows[(32, 0.0)]["wire_energy_share"] == 0.0
+    assert 0.0 < rows[(16, 5.0)]["wire_energy_share"] < rows[(32, 5.0)]["wire_energy_share"]
+    assert (tmp_path / "out" / "sweep.png").exists()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["sweep"] is not None

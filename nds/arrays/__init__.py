@@ -17,3 +17,5 @@ from ._sram_column import SRAMColumn as SRAMColumn
 from ._sram_column import bitline_discharge as bitline_discharge
 from ._charge_sharing import ChargeSharingArray as ChargeSharingArray
 from ._charge_sharing import ChargeSharingState as ChargeSharingState
+from ._crossbar import ResistiveWires as ResistiveWires
+from ._crossbar import NonlinearWires as NonlinearWires

@@ -6,3 +6,6 @@ from ._resistive import AbstractResistiveCell as AbstractResistiveCell
 from ._sram import SRAMCell as SRAMCell
 from ._capacitor import UnitCapacitor as UnitCapacitor
 from ._capacitor import K_BOLTZMANN as K_BOLTZMANN
+from ._faults import FaultModel as FaultModel
+from ._write_verify import WriteVerify as WriteVerify
+from ._write_verify import WriteVerifyResult as WriteVerifyResult

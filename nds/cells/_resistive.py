@@ -110,6 +110,27 @@ class AbstractResistiveCell(AbstractCardModule):
     def has_drift(self) -> bool:
         return False
 
+    # ------------------------------------------------------------------ on/off ratio
+    @property
+    def on_off_ratio(self) -> float:
+        """``g_max / g_min`` (``inf`` when ``g_min = 0``)."""
+        gmin = float(self.g_min)
+        return float("inf") if gmin == 0 else float(self.g_max) / gmin
+
+    def with_on_off_ratio(self, ratio: float) -> "AbstractResistiveCell":
+        """This cell with ``g_min = g_max / ratio`` (a finite on/off window; ``inf`` gives
+        ``g_min = 0``). With the differential mapping the ``g_min`` of both devices cancels
+        in the ideal limit; it still draws current (read energy, IR drop) and, with
+        conductance-dependent programming noise, adds error.
+
+        Raises:
+            ValueError: ``ratio <= 1`` (``g_min`` must stay below ``g_max``).
+        """
+        ratio = float(ratio)
+        if not ratio > 1.0:
+            raise ValueError(f"with_on_off_ratio: ratio = {ratio!r} must be > 1 (g_max / g_min)")
+        return dataclasses.replace(self, g_min=0.0 if ratio == float("inf") else float(self.g_max) / ratio)
+
 
 class RRAM(AbstractResistiveCell):
     """Filamentary RRAM (e.g. HfOx/TaOx 1T1R): programming error and C2C read noise, no drift.

@@ -3,3 +3,9 @@
 from ._differential import DifferentialMapping as DifferentialMapping
 from ._partition import blocks as blocks
 from ._partition import num_blocks as num_blocks
+from ._bitslice import BitSliceMapping as BitSliceMapping
+from ._bitslice import InputSlicing as InputSlicing
+from ._bitslice import adc_bits_exact as adc_bits_exact
+from ._bitslice import adc_bits_rule as adc_bits_rule
+from ._bitslice import slice_digits as slice_digits
+from ._bitslice import combine_digits as combine_digits

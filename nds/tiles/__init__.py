@@ -18,3 +18,6 @@ from ._sensor import SensorAnalogCard as SensorAnalogCard
 from ._sensor import ASPFilterBank as ASPFilterBank
 from ._sensor import ASPCard as ASPCard
 from ._sensor import asp_kernels as asp_kernels
+from ._bitsliced import BitSlicedTile as BitSlicedTile
+from ._bitsliced import BitSlicedState as BitSlicedState
+from ._bitsliced import BitSliceDesign as BitSliceDesign
