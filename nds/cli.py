@@ -74,7 +74,9 @@ def study(
     seed: Annotated[Optional[int], typer.Option(help="study seed")] = None,
 ) -> None:
     """Run a study: train, map onto hardware, Monte Carlo over chips and time, noise-aware
-    training; print the table, write results.json and accuracy_vs_time.png to OUT."""
+    training; print the tables, write results.json, accuracy_vs_time.png and
+    energy_breakdown.png (and sweep.png with a [sweep]) to OUT. Finished parts are kept in
+    OUT/parts: rerun the same command after an interruption to resume."""
     from .study import StudyError, load_study, run_study
 
     console = Console(width=None if sys.stdout.isatty() else 180)
@@ -89,13 +91,21 @@ def study(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2)
     t0 = time.time()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        results = run_study(cfg, out, console=console, progress=progress)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            results = run_study(cfg, out, console=console, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished parts are saved in {out / 'parts'}; rerun the same command to resume")
+        raise typer.Exit(130)
+    except StudyError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
     console.print(results_table(results))
     console.print(report_table(results))
-    console.print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_time.png'} and "
-                  f"{out / 'energy_breakdown.png'} in {time.time() - t0:.0f} s")
+    extra = f", {out / 'sweep.png'}" if results.get("sweep") else ""
+    console.print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_time.png'}, "
+                  f"{out / 'energy_breakdown.png'}{extra} in {time.time() - t0:.0f} s")
 
 
 @app.command()

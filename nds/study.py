@@ -46,6 +46,7 @@ import numpy as np
 
 from ._monte_carlo import monte_carlo, summarize
 from ._program import drift, program
+from ._cards import card_path
 from ._cost_types import ENERGY_CATEGORIES
 from .costs import CostReport, cost, plot_energy_breakdown
 from .datasets import DATASETS, SPLITS, load_dataset
@@ -131,6 +132,10 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
         if net not in COST_NETWORKS:
             raise StudyError(f"{where}: report.networks entry {net!r}; allowed: {sorted(COST_NETWORKS)}")
     sw = cfg["sweep"]
+    try:
+        card_path(sw["card"])
+    except FileNotFoundError as err:
+        raise StudyError(f"{where}: sweep.card: {err}") from None
     if any(not isinstance(a, int) or a < 2 for a in sw["array_sizes"]):
         raise StudyError(f"{where}: sweep.array_sizes = {sw['array_sizes']}: integers >= 2")
     if any(not isinstance(r, (int, float)) or r < 0 for r in sw["r_wire"]):
@@ -150,6 +155,12 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
             e = entry_defaults(h, where, i)
         except HardwareError as err:
             raise StudyError(str(err)) from None
+        for key in ("card", "memory", "retention", "adc"):
+            if isinstance(e.get(key), str) and e[key]:
+                try:
+                    card_path(e[key])
+                except FileNotFoundError as err:
+                    raise StudyError(f"{where}: hardware[{i}].{key}: {err}") from None
         if e["name"] in names or e["name"] == "digital":
             raise StudyError(f"{where}: hardware[{i}].name = {e['name']!r} is repeated or reserved ('digital')")
         names.add(e["name"])
@@ -210,12 +221,14 @@ class _Parts:
         self.dir = out / "parts"
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def json(self, name: str, dep: Any, make: Callable[[], Any]) -> Any:
+    def json(self, name: str, dep: Any, make: Callable[[], Any], log: Callable[[str], None] | None = None) -> Any:
         p = self.dir / f"{name}.json"
         h = _hash(dep)
         if p.exists():
             d = json.loads(p.read_text())
             if d.get("hash") == h:
+                if log is not None:
+                    log(f"{name} loaded from parts/")
                 return d["value"]
         v = make()
         tmp = p.with_suffix(".tmp")
@@ -289,12 +302,12 @@ def run_study(
         acc = float(eqx.filter_jit(lambda m: accuracy(m, xte, yte, key=None))(digital))
         dmodel = analogize(digital, DigitalTile())
         c = cost(dmodel, ds.input_shape)
-        return {"hardware": "digital", "card": "digital_45nm", "training": "standard", "t_seconds": None,
-                "accuracy": dict(summarize(np.array([acc])), samples=[acc]),
-                "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": c.total.energy_j,
-                "area_m2": c.total.area_m2, "num_chips": 1}
+        return {"hardware": "digital", "kind": "digital", "card": "digital_45nm", "training": "standard",
+                "t_seconds": None, "accuracy": dict(summarize(np.array([acc])), samples=[acc]),
+                "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
+                "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2, "num_chips": 1}
 
-    rows.append(parts.json("row_digital", dep_train, digital_row))
+    rows.append(parts.json("row_digital", dep_train, digital_row, log=log))
     cost_tables: dict[str, Any] = {}
 
     def eval_fn(args, k):
@@ -336,11 +349,11 @@ def run_study(
                     samples = [float(v) for v in np.asarray(r.samples)]
                     return {"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
                             "t_seconds": t, "accuracy": dict(r.stats, samples=samples), "energy_j": c.energy_j,
-                            "latency_s": c.latency_s, "energy_breakdown_j": c.total.energy_j,
+                            "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
                             "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
                             "num_chips": chips}
 
-                res.append(parts.json(name, dep, make))
+                res.append(parts.json(name, dep, make, log=log))
             return res
 
         rows += mc_rows(amodel, "standard", dep_train)
@@ -415,6 +428,10 @@ def run_study(
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot_accuracy_vs_time(results, out / "accuracy_vs_time.png")
     return results
+
+
+def _breakdown(rep: CostReport) -> dict[str, float]:
+    return {k: float(rep.total.energy_j.get(k, 0.0)) for k in ENERGY_CATEGORIES}
 
 
 def _acc_of(rows: list[dict], hw: str) -> float | None:

@@ -112,7 +112,9 @@ def fit(
     """Train ``model`` on ``(x, y)``; returns ``(model, losses)``.
 
     Args:
-        model: an Equinox model (digital), or an analogized one (unprogrammed).
+        model: an Equinox model (digital, any ``noise_aware``), or an analogized one
+            (unprogrammed; then ``noise_aware=True`` is required: train the digital model
+            first and ``analogize`` it to fine-tune).
         x, y: training inputs (N, ...) and integer labels (N,).
         key: randomness for batches, chips and reads.
         steps: optimizer steps; batch_size: examples per step.
@@ -130,13 +132,20 @@ def fit(
         progress: optional callback ``(step, loss)``.
 
     Raises:
-        ValueError: ``steps`` < 1 or ``batch_size`` larger than the data.
+        ValueError: ``steps`` < 1, ``batch_size`` larger than the data, or an analogized
+            model with ``noise_aware=False``.
     """
     if steps < 1:
         raise ValueError(f"fit: steps = {steps}, must be >= 1")
     n = x.shape[0]
     if not 1 <= batch_size <= n:
         raise ValueError(f"fit: batch_size = {batch_size}, must be in [1, {n}]")
+    from .nn._analogize import analog_layers
+
+    if not noise_aware and analog_layers(model):
+        raise ValueError("fit: the model has analog layers, which must be programmed before they compute; "
+                         "pass noise_aware=True (a fresh chip every step), or train the digital model and "
+                         "analogize it afterwards")
     opt = optimizer or optax.adam(1e-3)
     if clip_sigma is not None:
         if not clip_sigma > 0:

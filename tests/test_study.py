@@ -78,6 +78,9 @@ def test_study_file_overrides_and_inherits(tmp_path):
     ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2020\"\nrows = \"64\"\n", "rows"),
     ("[[hardware]]\nname = \"digital\"\ncard = \"pcm_joshi2020\"\n", "digital"),
     ("[study\n", "TOML"),
+    ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2021\"\n", "hardware[0].card"),
+    ("[[hardware]]\nname = \"pe\"\nkind = \"pe_array\"\nmemory = \"hmc_gen9\"\n", "hardware[0].memory"),
+    ("[sweep]\ncard = \"nope\"\n", "sweep.card"),
 ])
 def test_bad_study_file_names_file_and_key(tmp_path, text, key):
     p = tmp_path / "bad.toml"

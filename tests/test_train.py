@@ -61,6 +61,11 @@ def test_fit_validation(digits):
         fit(net, xtr, ytr, key=jax.random.key(0), steps=0)
     with pytest.raises(ValueError, match="batch_size"):
         fit(net, xtr, ytr, key=jax.random.key(0), steps=1, batch_size=10_000)
+    # an analogized model computes only once programmed: plain (not noise-aware) training of
+    # it is refused up front with a message that says what to do
+    am = nds.analogize(net, nds.tiles.DigitalTile())
+    with pytest.raises(ValueError, match="noise_aware=True"):
+        fit(am, xtr, ytr, key=jax.random.key(0), steps=1)
 
 
 def test_noise_aware_training_raises_p5(digital_mlp, digits):
