@@ -22,8 +22,10 @@ into a tile. The kinds and their keys (defaults in parentheses):
 * ``mixed``: one tile per layer: ``layers`` lists, for each Linear/Conv2d layer in order, the
   name of another entry (or "digital").
 
-Every entry also takes ``name`` (required) and ``noise_aware`` (fine-tune with noise-aware
-training; default true when the tile draws randomness).
+Every entry also takes ``name`` (required), ``noise_aware`` (fine-tune with noise-aware
+training; default true when the tile draws randomness) and ``standalone`` (default true;
+false: the entry only serves as a part of ``mixed`` entries and of the cost-only report, and
+gets no accuracy rows of its own — for tiles too slow to run a whole network on).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class HardwareError(ValueError):
 
 
 _CELLS = {"pcm": _cells.PCM, "rram": _cells.RRAM}
-_COMMON = {"name": str, "kind": str, "noise_aware": bool}
+_COMMON = {"name": str, "kind": str, "noise_aware": bool, "standalone": bool}
 
 # kind -> (keys with their types and defaults, builder)
 KINDS: dict[str, tuple[dict[str, tuple[Any, Any]], Callable[[dict], AbstractTile] | None]] = {}

@@ -322,6 +322,8 @@ def run_study(
     cost_tables["digital"] = reports["digital"].rows()
     digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
     for h in cfg["hardware"]:
+        if not h.get("standalone", True):
+            continue
         tile = make_tile(h, entries)
         amodel = analogize(digital, tile, digital=digital_layers)
         c = cost(amodel, ds.input_shape)

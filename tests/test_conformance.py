@@ -345,3 +345,14 @@ def test_converter_conformance(name):
     if isinstance(conv, UniformADC):
         xin = jnp.clip(x, -conv.y_range, conv.y_range - conv.lsb)
         assert float(jnp.max(jnp.abs(conv(xin) - xin))) <= conv.lsb / 2 * (1 + 1e-12)
+
+
+def test_zero_input_is_finite(tile_case):
+    """An all-zero input (a dead ReLU map, a black frame) must not divide by a zero input
+    scale: the output is finite for every tile, and exactly zero for the noise-free digital
+    tiles (per-vector quantization of 0 is 0)."""
+    name, tile = tile_case
+    y = _run(tile, W, jnp.zeros(N_IN), KP, KR)
+    assert np.isfinite(np.asarray(y)).all(), y
+    if name in ("digital", "pe_array"):
+        assert np.array_equal(np.asarray(y), np.zeros(N_OUT))

@@ -178,8 +178,12 @@ def test_study_sweep_hook(tmp_path):
         '[network]\nname = "mlp"\n[training]\nsteps = 20\nnoise_aware_steps = 2\n'
         '[sweep]\narray_sizes = [16, 32]\nr_wire = [0.0, 5.0]\nchips = 2\n'
         '[[hardware]]\nname = "pcm"\ncard = "pcm_joshi2020"\nrows = 64\ncols = 64\nnoise_aware = false\n'
+        '[[hardware]]\nname = "part"\ncard = "pcm_joshi2020"\nstandalone = false\n'
         '[report]\nnetworks = []\n')
     res = run_study(load_study(p), tmp_path / "out")
+    # an entry with standalone = false is only a building block: no rows, no cost table
+    assert {r["hardware"] for r in res["rows"]} == {"digital", "pcm"}
+    assert "part" not in res["cost"]
     rows = {(r["rows"], r["r_wire"]): r for r in res["sweep"]}
     assert set(rows) == {(16, 0.0), (16, 5.0), (32, 0.0), (32, 5.0)}
     assert rows[(16, 0.0)]["wire_energy_share"] == 0.0 and rows[(32, 0.0)]["wire_energy_share"] == 0.0

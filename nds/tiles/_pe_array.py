@@ -44,15 +44,15 @@ def _qmax(bits: int) -> int:
 
 def _quantize_codes(v, bits: int):
     """Symmetric per-tensor quantization: (integer codes as float, scale)."""
-    scale = jnp.maximum(jnp.max(jnp.abs(v)), jnp.finfo(jnp.result_type(v, jnp.float32)).tiny) / _qmax(bits)
-    scale = jax.lax.stop_gradient(scale)
+    amax = jnp.max(jnp.abs(v))
+    scale = jax.lax.stop_gradient(jnp.where(amax > 0, amax, 1.0) / _qmax(bits))  # all-zero v: codes 0
     q = jnp.clip(jnp.round(v / scale), -_qmax(bits), _qmax(bits))
     return q, scale
 
 
 def _ste_quantize(v, bits: int):
-    scale = jax.lax.stop_gradient(
-        jnp.maximum(jnp.max(jnp.abs(v)), jnp.finfo(jnp.result_type(v, jnp.float32)).tiny) / _qmax(bits))
+    amax = jnp.max(jnp.abs(v))
+    scale = jax.lax.stop_gradient(jnp.where(amax > 0, amax, 1.0) / _qmax(bits))  # all-zero v: exact 0
     return clip_ste(round_ste(v / scale), -_qmax(bits), _qmax(bits)) * scale
 
 
