@@ -41,42 +41,53 @@ def test_unknown_key(tmp_path):
 
 def test_missing_key(tmp_path):
     lines = [l for l in _pcm_text().splitlines() if not l.startswith("drift_t0")]
-    _expect(tmp_path, "\n".join(lines) + "\n", "drift_t0", "missing")
+    msg = _expect(tmp_path, "\n".join(lines) + "\n", "drift_t0", "missing")
+    assert "['drift_t0']" in msg and "valid keys" in msg, msg
 
 
 def test_wrong_unit(tmp_path):
     text = _pcm_text().replace('g_max = { value = 25.0, unit = "uS" }', 'g_max = { value = 25.0, unit = "kOhm" }')
-    _expect(tmp_path, text, "g_max", "Ohm")
+    msg = _expect(tmp_path, text, "g_max", "Ohm")
+    assert "expected a unit of 'S'" in msg, msg
 
 
 def test_unparseable_unit(tmp_path):
     text = _pcm_text().replace('g_max = { value = 25.0, unit = "uS" }', 'g_max = { value = 25.0, unit = "furlong" }')
-    _expect(tmp_path, text, "g_max", "furlong")
+    msg = _expect(tmp_path, text, "g_max", "furlong")
+    assert "[params] g_max" in msg, msg
 
 
 def test_g_min_not_below_g_max(tmp_path):
-    text = _pcm_text().replace('g_min = { value = 0.0, unit = "uS" }', 'g_min = { value = 30.0, unit = "uS" }')
-    _expect(tmp_path, text, "g_min", "g_max")
-    text = _pcm_text().replace('g_min = { value = 0.0, unit = "uS" }', 'g_min = { value = 25.0, unit = "uS" }')
-    _expect(tmp_path, text, "g_min", "g_max")
+    for g_min in ("30.0", "25.0"):  # above, and equal to, g_max = 25 uS
+        text = _pcm_text().replace('g_min = { value = 0.0, unit = "uS" }', f'g_min = {{ value = {g_min}, unit = "uS" }}')
+        msg = _expect(tmp_path, text, "g_min", "g_max")
+        assert "must be < g_max" in msg, msg
 
 
 def test_out_of_range_and_bad_values(tmp_path):
-    text = _pcm_text().replace('drift_t0 = { value = 20.0, unit = "s" }', 'drift_t0 = { value = -20.0, unit = "s" }')
-    _expect(tmp_path, text, "drift_t0", "out of range")
-    text = _pcm_text().replace('drift_t0 = { value = 20.0, unit = "s" }', 'drift_t0 = { value = "twenty", unit = "s" }')
-    _expect(tmp_path, text, "drift_t0", "not a number")
-    text = _pcm_text().replace('drift_t0 = { value = 20.0, unit = "s" }', "drift_t0 = 20.0")
-    _expect(tmp_path, text, "drift_t0")
-    text = _pcm_text().replace('levels = { value = 0, unit = "1" }', 'levels = { value = 1, unit = "1" }')
-    _expect(tmp_path, text, "levels")
+    cases = [
+        ('drift_t0 = { value = -20.0, unit = "s" }', "out of range"),
+        ('drift_t0 = { value = "twenty", unit = "s" }', "not a number"),
+        ("drift_t0 = 20.0", "{ value = ..., unit"),
+    ]
+    for line, needle in cases:
+        msg = _expect(tmp_path, _pcm_text().replace('drift_t0 = { value = 20.0, unit = "s" }', line), "drift_t0")
+        assert needle in msg, msg
+    msg = _expect(tmp_path, _pcm_text().replace('levels = { value = 0, unit = "1" }', 'levels = { value = 1, unit = "1" }'),
+                  "levels")
+    assert "0 (continuous) or >= 2" in msg, msg
 
 
 def test_meta_problems(tmp_path):
-    _expect(tmp_path, _pcm_text().replace('kind = "pcm"', 'kind = "rram"'), "kind", "PCM")
-    _expect(tmp_path, _pcm_text().replace("[meta]\n", "[meta]\nauthor = \"me\"\n"), "author")
-    _expect(tmp_path, _pcm_text().replace("[params]", "[parameters]"), "params")
-    _expect(tmp_path, "[meta\n", "TOML")
+    cases = [
+        (_pcm_text().replace('kind = "pcm"', 'kind = "rram"'), "needs kind = 'pcm'"),
+        (_pcm_text().replace("[meta]\n", "[meta]\nauthor = \"me\"\n"), "['author']"),
+        (_pcm_text().replace("[params]", "[parameters]"), "[params]"),
+        ("[meta\n", "not valid TOML"),
+    ]
+    for text, needle in cases:
+        msg = _expect(tmp_path, text)
+        assert needle in msg, msg
 
 
 # ---------------------------------------------------------------------------- layers
