@@ -11,8 +11,9 @@ from typing import Any
 
 __all__ = ["ENERGY_CATEGORIES", "Cost"]
 
-#: Energy categories of the survey's section VIII report.
-ENERGY_CATEGORIES = ("compute", "conversion", "array", "onchip_memory", "offchip")
+#: Energy categories of the survey's section VIII report, plus ``static``: leakage and clock
+#: energy over the run time (given by the cards that state a static power, e.g. PE arrays).
+ENERGY_CATEGORIES = ("compute", "conversion", "array", "onchip_memory", "offchip", "static")
 
 
 def _merge_bits(a: "Cost", b: "Cost", field: str) -> int | None:

@@ -52,7 +52,7 @@ def report_table(results: dict) -> Table:
     throughput, area, bits and the hardware of each layer."""
     t = Table(title="hardware report (per inference; energies simulated from cards)")
     cols = ("network", "hardware", "accuracy", "energy", "compute", "conv.", "array", "on-chip", "off-chip",
-            "off-chip B", "latency", "inf/s", "area mm²", "bits w/a")
+            "static", "off-chip B", "latency", "inf/s", "area mm²", "bits w/a")
     for c in cols:
         t.add_column(c, justify="left" if c in ("network", "hardware") else "right")
     for r in results.get("report", []):
@@ -61,7 +61,7 @@ def report_table(results: dict) -> Table:
         bits = f"{r['bits_weight'] or 'fp'}/{r['bits_activation'] or 'fp'}"
         t.add_row(r["network"], r["hardware"], acc, _fmt_energy(r["energy_j"]), _fmt_energy(e["compute"]),
                   _fmt_energy(e["conversion"]), _fmt_energy(e["array"]), _fmt_energy(e["onchip_memory"]),
-                  _fmt_energy(e["offchip"]), f"{r['offchip_bytes']:.3g}", _fmt_time(r["latency_s"]),
+                  _fmt_energy(e["offchip"]), _fmt_energy(e.get("static", 0.0)), f"{r['offchip_bytes']:.3g}", _fmt_time(r["latency_s"]),
                   f"{r['throughput_inf_per_s']:.3g}", f"{r['area_m2'] * 1e6:.3g}", bits)
     return t
 

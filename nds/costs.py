@@ -216,7 +216,7 @@ def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: s
 
     n = len(reports)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.8), squeeze=False, sharey=False)
-    colors = dict(zip(ENERGY_CATEGORIES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2")))
+    colors = dict(zip(ENERGY_CATEGORIES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860")))
     for ax, (name, rep) in zip(axes[0], reports.items()):
         names = [nm for nm, _, _ in rep.layers]
         bottom = [0.0] * len(names)

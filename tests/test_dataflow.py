@@ -9,7 +9,7 @@ import pytest
 
 import nds
 from nds.dataflow import (DATAFLOWS, LEVELS, ConvShape, FCShape, NearMemorySystem, PEArray,
-                          TechEnergies, alexnet, best_case_accesses, compare_systems,
+                          TechEnergies, alexnet, best_case_accesses, compare_systems, mean_hops,
                           count_accesses, map_layer, naive_accesses, network, vgg16)
 from nds.memory import DRAM2D, HMC, DRAMRetention
 from nds.tiles._pe_array import PEArrayTile
@@ -171,6 +171,33 @@ def test_rs_beats_other_dataflows_on_alexnet(alexnet_runs):
     assert 1.0 < float(np.mean([r_fc[d] for d in ("WS", "OS", "NLR")])) < 1.6   # survey ~1.3
 
 
+#: Chen, Emer, Sze ISCA 2016 Fig. 10 (RS, AlexNet, batch 16, 256 PEs, 512 B RF, 128 kB buffer,
+#: costs 200/6/2/1): ALU, DRAM and RF energy per layer in 1e9 normalized units, as the TETRIS
+#: authors reproduce it in their scheduler (nn_dataflow, test_nn_dataflow.py,
+#: test_eyeriss_isca16; secondary).
+_ISCA16_FIG10 = {"CONV1": (1.69, 2.46, 6.75), "CONV2": (3.58, 2.27, 14.33), "CONV3": (2.39, 2.02, 9.57),
+                 "CONV4": (1.79, 1.57, 7.18), "CONV5": (1.20, 1.05, 4.78), "FC6": (0.60, 7.78, 2.42),
+                 "FC7": (0.27, 3.39, 1.07), "FC8": (0.07, 0.84, 0.26)}
+
+
+def test_rs_matches_isca16_fig10(hw):
+    """RS on the survey setup (no equal-area re-split: RS keeps the baseline storage) against
+    Fig. 10: ALU exact; DRAM and RF within 25 % per layer and 10 % over the network (the
+    model gives DRAM -22 % on CONV1, -5 % in total; RF -24 % on FC7/FC8, -7 % in total:
+    its psum RF count is 2 (d - 1) per accumulation chain where nn_dataflow counts 4 per MAC)."""
+    tot = np.zeros(2)
+    ref_tot = np.zeros(2)
+    for L in alexnet(16):
+        by = map_layer(L, "RS", hw).energy_by_level()
+        alu, dram, rf = _ISCA16_FIG10[L.name]
+        assert by["alu"] / 1e9 == pytest.approx(alu, abs=0.01)
+        assert by["dram"] / 1e9 == pytest.approx(dram, rel=0.25)
+        assert by["rf"] / 1e9 == pytest.approx(rf, rel=0.25)
+        tot += (by["dram"] / 1e9, by["rf"] / 1e9)
+        ref_tot += (dram, rf)
+    np.testing.assert_allclose(tot, ref_tot, rtol=0.10)
+
+
 def test_conv_share_and_breakdown(alexnet_runs):
     rs = alexnet_runs["RS"]
     conv, total = _tot(rs, slice(0, 5)), _tot(rs, slice(0, 8))
@@ -199,23 +226,73 @@ def _systems(dram_card="mem_lpddr3"):
     return base, tet
 
 
-def test_tetris_vs_2d():
-    """TETRIS: 4.1x throughput, 1.5x less energy than a low-power 2D-DRAM design.
+def test_mean_hops_closed_forms():
+    # n x n mesh: mean distance between distinct nodes = 2n/3; 2 x 3 mesh: 25 / 15 by hand
+    assert mean_hops(16) == pytest.approx(8 / 3, rel=1e-12)
+    assert mean_hops(4) == pytest.approx(4 / 3, rel=1e-12)
+    assert mean_hops(6) == pytest.approx(5 / 3, rel=1e-12)
+    assert mean_hops(2) == 1.0 and mean_hops(1) == 0.0
+    with pytest.raises(ValueError, match="engines = 0"):
+        mean_hops(0)
 
-    Tolerance on throughput: 2.5-5x (the configurations are recalled, unverified, and the
-    model has neither TETRIS's in-memory accumulation nor its bypass ordering). This model
-    gives about 3.2x. Energy: with the cards' figures (LPDDR3 3.7 pJ/bit = HMC DRAM-layer
-    3.7 pJ/bit) the model cannot show the 1.5x: it gives 0.96x (larger arrays with smaller
-    buffers refetch slightly more); asserted as such, not tuned.
+
+def test_noc_and_static_energy_are_counts_times_energies():
+    from nds.dataflow import run_network
+    _, tet = _systems()
+    pe, k = tet.pe, tet.engines
+    assert pe.static_power == pytest.approx(200e-12 * 500e6)       # card: 200 pJ per cycle
+    assert pe.noc_hop_energy == pytest.approx(40e-12)
+    run = run_network(alexnet(16)[:6], tet)
+    shared = {"batch": "weight", "output_channels": "ifmap"}
+    for lr in run.layers:
+        assert lr.energy_j["static"] == pytest.approx(k * pe.static_power * lr.time_s, rel=1e-12)
+        words = k * lr.mapping.counts[("dram", shared[lr.partition])] * (k - 1) / k * 8 / 3
+        assert lr.noc_words == pytest.approx(words, rel=1e-12)
+        assert lr.energy_j["noc"] == pytest.approx(words * 40e-12, rel=1e-12)
+    # one engine: nothing crosses a network
+    one = run_network(alexnet(16)[:2], NearMemorySystem("1", pe, tet.memory, 1))
+    assert all(lr.energy_j["noc"] == 0.0 and lr.partition == "none" for lr in one.layers)
+
+
+def test_tetris_fig8_l1_vs_t16():
+    """TETRIS Fig. 8 configurations as its authors encode them (nn_dataflow,
+    test_eyeriss_asplos17): L-1 = one 16x16 engine, 576 kB buffer, LPDDR3; T-16 = 16 vault
+    engines of 14x14, 133 kB buffers, on HMC. The authors check that T-16's speed-up is the PE
+    ratio (3136 / 256 = 12.25x) within a 20 % margin, and that energy drops by more than 30 %.
+
+    The model gives 13.6x (above the PE ratio: L-1 is bandwidth-bound on the FC layers, the
+    authors' check assumes infinite DRAM bandwidth) and a 1.32x energy ratio, i.e. a 24 %
+    saving: short of their > 30 % (no in-memory accumulation, no bypass-ordering solver, only
+    batch or output-channel partitioning here). Asserted as the model gives it (+-5 %).
+    """
+    base = NearMemorySystem("L-1", nds.load_card("pe_tetris_2d", PEArray),
+                            nds.load_card("mem_lpddr3", DRAM2D), engines=1)
+    _, tet = _systems()
+    r = compare_systems(alexnet(16), base, tet)
+    assert r["throughput_ratio"] > 3136 / 256 / 1.2
+    assert r["energy_ratio"] == pytest.approx(1.32, rel=0.05)
+    b, o = r["baseline_energy_by_category_j"], r["other_energy_by_category_j"]
+    # where the saving comes from: DRAM (15 -> 5 pJ/bit), cheaper small buffers and RFs
+    assert o["offchip"] < 0.5 * b["offchip"] and o["onchip_memory"] < 0.75 * b["onchip_memory"]
+    # same MACs at 2 pJ (up to the padding of output channels that do not split evenly)
+    assert o["compute"] == pytest.approx(b["compute"], rel=1e-4)
+
+
+def test_tetris_vs_2d():
+    """TETRIS headline: 4.1x throughput, 1.5x less energy than the 2D design with four LPDDR3
+    channels (four 16x16 engines; this baseline is recalled from the paper, unverified).
+
+    Tolerance +-20 % on both: the margin the TETRIS authors allow their own scheduler on
+    Fig. 8, and this model leaves out in-memory accumulation, the bypass-ordering solver and
+    hybrid partitioning. The model gives 3.41x and 1.33x.
     """
     base, tet = _systems()
-    r = compare_systems(alexnet(16)[:5], base, tet)
-    assert 2.5 < r["throughput_ratio"] < 5.0
-    r_all = compare_systems(alexnet(16), base, tet)
-    assert 0.85 < r_all["energy_ratio"] < 1.1
-    # with a DDR3-like 2D memory (70 pJ/bit) the 3D design saves energy, as the survey says
+    r = compare_systems(alexnet(16), base, tet)
+    assert 4.1 * 0.8 <= r["throughput_ratio"] <= 4.1 * 1.2
+    assert 1.5 * 0.8 <= r["energy_ratio"] <= 1.5 * 1.2
+    # with a DDR3-like 2D memory (70 pJ/bit) the 3D design saves much more energy
     base3, _ = _systems("mem_ddr3")
-    assert compare_systems(alexnet(16), base3, tet)["energy_ratio"] > 1.5
+    assert compare_systems(alexnet(16), base3, tet)["energy_ratio"] > 2.0
 
 
 def test_roofline_memory_bound_fc():
@@ -270,6 +347,9 @@ def test_tile_cost_energy_split(tile):
     assert c.latency_s == pytest.approx(max(t_compute, c.offchip_bytes / mem.bandwidth))
     assert c.offchip_bytes >= 2 * (4096 * 9216)             # every weight read at least once
     assert c.area_m2 == pytest.approx(168 * pe.area_per_pe)
+    # leakage + clock over the whole latency: 150 pJ per cycle at 200 MHz = 30 mW (card)
+    assert pe.static_power == pytest.approx(30e-3)
+    assert c.energy_j["static"] == pytest.approx(30e-3 * c.latency_s, rel=1e-12)
 
 
 def test_tile_retention_changes_weights_reproducibly(tile):

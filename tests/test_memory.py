@@ -27,6 +27,10 @@ def test_values_from_references():
     assert nds.load_card("hbm_gen2", HBM).bandwidth == pytest.approx(256e9)
     lp = nds.load_card("mem_lpddr3", DRAM2D, channels=4)
     assert lp.bandwidth == pytest.approx(4 * 6.4e9)
+    # TETRIS's access energies per 16-bit word (nn_dataflow test_eyeriss_asplos17): LPDDR3
+    # 240 pJ, HMC vault from the logic die 80 pJ
+    assert 16 * lp.energy_per_bit == pytest.approx(240e-12)
+    assert 16 * hmc.energy_per_bit == pytest.approx(80e-12)
     sram = nds.load_card("mem_sram_horowitz45_8kB", SRAMBuffer)
     assert sram.access_energy(4) == pytest.approx(5e-12)    # one 32-bit read = 5 pJ
     # 3D stacking: about an order of magnitude more bandwidth than a 2D channel

@@ -23,4 +23,5 @@ from ._near_memory import LayerRun as LayerRun
 from ._near_memory import NearMemorySystem as NearMemorySystem
 from ._near_memory import NetworkRun as NetworkRun
 from ._near_memory import compare_systems as compare_systems
+from ._near_memory import mean_hops as mean_hops
 from ._near_memory import run_network as run_network

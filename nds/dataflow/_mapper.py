@@ -89,7 +89,11 @@ class PEArray(AbstractCardModule):
     ``e_dram``, ``e_buffer``, ``e_array``, ``e_rf``, ``e_alu`` (energy of one word access /
     one MAC relative to one ALU op, dimensionless), ``unit_energy`` (J of one normalized
     unit), ``area_per_pe`` (m² per PE, including its share of buffer and control),
-    ``rf_area_ratio`` (area of one RF byte in buffer bytes; for :meth:`equal_area`).
+    ``rf_area_ratio`` (area of one RF byte in buffer bytes; for :meth:`equal_area`),
+    ``e_noc_hop`` (energy of moving one word one hop on the network between engines of a
+    multi-engine system, normalized like the others), ``static_energy_per_cycle`` (J of
+    leakage and clock energy of the whole engine per clock cycle, paid for the whole run
+    time, also while the engine waits for memory; nn_dataflow's ``unit_static``).
     """
 
     rows: int = eqx.field(static=True, converter=int)
@@ -106,18 +110,22 @@ class PEArray(AbstractCardModule):
     unit_energy: float = eqx.field(static=True, converter=float)
     area_per_pe: float = eqx.field(static=True, converter=float)
     rf_area_ratio: float = eqx.field(static=True, converter=float)
+    e_noc_hop: float = eqx.field(static=True, converter=float)
+    static_energy_per_cycle: float = eqx.field(static=True, converter=float)
 
     card_kind: ClassVar[str] = "pe_array"
     card_units: ClassVar[dict[str, str]] = {
         "rows": "1", "cols": "1", "rf_bytes": "B", "buffer_bytes": "B", "word_bits": "1",
         "clock": "Hz", "e_dram": "1", "e_buffer": "1", "e_array": "1", "e_rf": "1", "e_alu": "1",
-        "unit_energy": "J", "area_per_pe": "m2", "rf_area_ratio": "1",
+        "unit_energy": "J", "area_per_pe": "m2", "rf_area_ratio": "1", "e_noc_hop": "1",
+        "static_energy_per_cycle": "J",
     }
     card_ranges: ClassVar[dict] = {
         "rows": (1, 4096), "cols": (1, 4096), "rf_bytes": (0.0, None), "buffer_bytes": (1.0, None),
         "word_bits": (1, 64), "clock": (1.0, None), "e_dram": (0.0, None), "e_buffer": (0.0, None),
         "e_array": (0.0, None), "e_rf": (0.0, None), "e_alu": (0.0, None),
         "unit_energy": (0.0, None), "area_per_pe": (0.0, None), "rf_area_ratio": (0.0, None),
+        "e_noc_hop": (0.0, None), "static_energy_per_cycle": (0.0, None),
     }
 
     @property
@@ -149,6 +157,16 @@ class PEArray(AbstractCardModule):
         rf_new = _MIN_RF_WORDS[dataflow] * self.word_bytes
         freed = max(self.rf_bytes - rf_new, 0.0) * self.n_pe * self.rf_area_ratio
         return dataclasses.replace(self, rf_bytes=rf_new, buffer_bytes=self.buffer_bytes + freed)
+
+    @property
+    def static_power(self) -> float:
+        """Leakage and clock power of the engine, W = ``static_energy_per_cycle * clock``."""
+        return self.static_energy_per_cycle * self.clock
+
+    @property
+    def noc_hop_energy(self) -> float:
+        """J per word per hop between engines = ``e_noc_hop * unit_energy``."""
+        return self.e_noc_hop * self.unit_energy
 
     def normalized_energies(self) -> "AccessEnergies":
         """Per-access energies in normalized units (1 = one ALU op)."""

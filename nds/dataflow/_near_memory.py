@@ -11,8 +11,21 @@ one with less energy is kept (a simple form of TETRIS's hybrid partitioning).
 
 Per layer (roofline, survey §VI-A / TETRIS §3):
 ``time = max(compute time of one engine, DRAM bytes of all engines / memory bandwidth)``;
-energy = on-chip accesses x normalized energies x ``unit_energy`` (PE card) + DRAM bits x the
-memory card's ``energy_per_bit``.
+energy by category:
+
+* ``compute``: MACs x ``e_alu`` x ``unit_energy``;
+* ``onchip_memory``: buffer, array and RF accesses x their energies (PE card);
+* ``offchip``: DRAM bits x the memory card's ``energy_per_bit``;
+* ``noc``: words that cross the network between engines x mean hops x the PE card's
+  ``noc_hop_energy``. Data are stored where they are produced (an engine's ofmaps in its
+  own vault); data every engine reads (the weights under batch partitioning, the ifmaps
+  under output-channel partitioning) are spread evenly over the engines' memories, so a
+  fraction ``(k - 1) / k`` of them is remote, at the mean Manhattan distance between two
+  distinct engines of a near-square mesh (:func:`mean_hops`). TETRIS's data layout and
+  in-memory accumulation are not modelled; the PE card's ``e_noc_hop`` of a 2D design
+  without a NoC is 0;
+* ``static``: leakage and clock, ``static_energy_per_cycle x clock x time`` per engine, for
+  the whole layer time including memory stalls (nn_dataflow's ``unit_static``).
 """
 
 from __future__ import annotations
@@ -21,11 +34,33 @@ import dataclasses
 import math
 from typing import Sequence
 
+import numpy as np
+
 from ..memory._levels import AbstractMemoryLevel, roofline_time
 from ._layers import ConvShape
 from ._mapper import PEArray, LayerMapping, map_layer, DATAFLOWS
 
-__all__ = ["NearMemorySystem", "LayerRun", "NetworkRun", "run_network", "compare_systems"]
+__all__ = ["NearMemorySystem", "LayerRun", "NetworkRun", "run_network", "compare_systems", "mean_hops"]
+
+
+def mean_hops(engines: int) -> float:
+    """Mean Manhattan distance (hops) between two distinct engines on a near-square mesh.
+
+    The mesh is ``r x c`` with ``r`` the largest divisor of ``engines`` not above its square
+    root (16 -> 4 x 4: 8/3 hops; 4 -> 2 x 2: 4/3; 1 -> 0).
+
+    Raises:
+        ValueError: ``engines`` < 1.
+    """
+    if not isinstance(engines, int) or engines < 1:
+        raise ValueError(f"mean_hops: engines = {engines!r}; must be an integer >= 1")
+    if engines == 1:
+        return 0.0
+    r = max(d for d in range(1, int(math.isqrt(engines)) + 1) if engines % d == 0)
+    c = engines // r
+    ys, xs = np.divmod(np.arange(engines), c)
+    d = np.abs(ys[:, None] - ys[None, :]) + np.abs(xs[:, None] - xs[None, :])
+    return float(d.sum() / (engines * (engines - 1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +92,8 @@ class NearMemorySystem:
 @dataclasses.dataclass(frozen=True)
 class LayerRun:
     """One layer on a system (whole batch): the mapping of one engine's part, the time (s),
-    the energy (J) by category ("compute", "onchip_memory", "offchip") and DRAM bytes."""
+    the energy (J) by category ("compute", "onchip_memory", "offchip", "noc", "static"; see
+    the module docstring), DRAM bytes and words moved between engines (``noc_words``)."""
 
     layer: ConvShape
     mapping: LayerMapping
@@ -67,6 +103,7 @@ class LayerRun:
     memory_time_s: float
     energy_j: dict[str, float]
     dram_bytes: float
+    noc_words: float = 0.0
 
     @property
     def energy_total_j(self) -> float:
@@ -89,6 +126,14 @@ class NetworkRun:
     @property
     def dram_bytes(self) -> float:
         return float(sum(l.dram_bytes for l in self.layers))
+
+    def energy_by_category(self) -> dict[str, float]:
+        """Energy (J) of the whole network by category (module docstring)."""
+        out: dict[str, float] = {}
+        for l in self.layers:
+            for k, v in l.energy_j.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
 
     def throughput(self, batch: int) -> float:
         """Images per second at the batch the layers were built with."""
@@ -117,25 +162,38 @@ def run_network(layers: Sequence[ConvShape], system: NearMemorySystem, dataflow:
         raise ValueError(f"run_network: dataflow = {dataflow!r}; allowed: {DATAFLOWS}")
     pe, mem, k = system.pe, system.memory, system.engines
     e_abs = pe.absolute_energies(dram_energy_per_bit=float(mem.energy_per_bit))
+    hops = mean_hops(k)
+    remote = (k - 1) / k
+    shared_type = {"none": None, "batch": "weight", "output_channels": "ifmap"}
     runs = []
     for L in layers:
-        m, how = min(((map_layer(part, dataflow, pe, energies=e_abs), how) for part, how in _parts(L, k)),
-                     key=lambda mh: mh[0].energy)
+        cands = []
+        for part, how in _parts(L, k):
+            m = map_layer(part, dataflow, pe, energies=e_abs)
+            dt = shared_type[how]
+            noc_words = 0.0 if dt is None else k * m.counts[("dram", dt)] * remote * hops
+            cands.append((m.energy + noc_words * pe.noc_hop_energy, m, how, noc_words))
+        _, m, how, noc_words = min(cands, key=lambda c: c[0])
         by = m.energy_by_level()
-        energy = {"compute": k * by["alu"], "onchip_memory": k * (by["buffer"] + by["array"] + by["rf"]),
-                  "offchip": k * by["dram"]}
         dram_bytes = k * m.dram_bytes
         t_c = m.compute_time_s
         t_m = mem.stream_time(dram_bytes)
-        runs.append(LayerRun(L, m, how, max(t_c, t_m), t_c, t_m, energy, dram_bytes))
+        t = max(t_c, t_m)
+        energy = {"compute": k * by["alu"], "onchip_memory": k * (by["buffer"] + by["array"] + by["rf"]),
+                  "offchip": k * by["dram"], "noc": noc_words * pe.noc_hop_energy,
+                  "static": k * pe.static_power * t}
+        runs.append(LayerRun(L, m, how, t, t_c, t_m, energy, dram_bytes, noc_words))
     return NetworkRun(system, runs)
 
 
 def compare_systems(layers: Sequence[ConvShape], baseline: NearMemorySystem, other: NearMemorySystem,
                     dataflow: str = "RS") -> dict[str, float]:
-    """Throughput and energy ratios ``other`` vs ``baseline`` (>1 = ``other`` better)."""
+    """Throughput and energy ratios ``other`` vs ``baseline`` (>1 = ``other`` better), with
+    both systems' times (s), energies (J) and energies by category."""
     b = run_network(layers, baseline, dataflow)
     o = run_network(layers, other, dataflow)
     return {"throughput_ratio": b.time_s / o.time_s, "energy_ratio": b.energy_j / o.energy_j,
             "baseline_time_s": b.time_s, "other_time_s": o.time_s,
-            "baseline_energy_j": b.energy_j, "other_energy_j": o.energy_j}
+            "baseline_energy_j": b.energy_j, "other_energy_j": o.energy_j,
+            "baseline_energy_by_category_j": b.energy_by_category(),
+            "other_energy_by_category_j": o.energy_by_category()}

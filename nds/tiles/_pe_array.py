@@ -13,7 +13,8 @@ spatial PE array (Eyeriss / TETRIS-like) next to a DRAM.
   as an FC layer of batch ``n_mvm`` (:func:`nds.dataflow.map_layer`, dataflow ``dataflow``
   or the cheapest of all); energy = on-chip accesses x normalized energies x ``unit_energy``
   (compute = ALU, onchip_memory = RF + array + buffer) + DRAM bits x the memory card's
-  ``energy_per_bit`` (offchip); latency by roofline ``max(MACs / (active PEs x clock),
+  ``energy_per_bit`` (offchip) + the card's static power x latency (static: leakage and
+  clock, paid also while waiting for DRAM); latency by roofline ``max(MACs / (active PEs x clock),
   DRAM bytes / bandwidth)``; area = PEs x ``area_per_pe``. For a CONV layer use
   :meth:`cost_layer` with its :class:`~nds.dataflow.ConvShape` (keeps the convolutional reuse).
 """
@@ -170,7 +171,7 @@ class PEArrayTile(AbstractTile):
         return Cost(
             counts=counts,
             energy_j={"compute": by["alu"], "onchip_memory": by["buffer"] + by["array"] + by["rf"],
-                      "offchip": by["dram"]},
+                      "offchip": by["dram"], "static": pe.static_power * t},
             latency_s=t, area_m2=pe.area, offchip_bytes=dram_bytes, macs=float(layer.macs),
             bits_weight=self.bits_weight, bits_activation=self.bits_activation,
             hardware=f"{self.hardware}:{m.dataflow}", measured=meas, sources=srcs,
