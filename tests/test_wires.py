@@ -15,7 +15,7 @@ import nds
 from nds.arrays import ResistiveCrossbar, crossbar_currents, crossbar_transfer
 from nds.arrays._crossbar import NonlinearWires, ResistiveWires
 from nds.converters import UniformADC, UniformDAC
-from nds.mapping._partition import blocks
+from nds.arrays import blocks
 from nds.tiles import CrossbarTile
 
 N_OUT, N_IN = 12, 20

@@ -1,6 +1,9 @@
 """Arrays: how cells are wired and summed (crossbars, SRAM columns, capacitor banks)."""
 
 from ._crossbar import AbstractWires as AbstractWires
+from ._partition import blocks as blocks
+from ._partition import num_blocks as num_blocks
+from ._partition import pad_to as pad_to
 from ._crossbar import IdealWires as IdealWires
 from ._crossbar import ResistiveCrossbar as ResistiveCrossbar
 from ._ir_drop import CrossbarNodes as CrossbarNodes

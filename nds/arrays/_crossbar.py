@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..mapping._partition import blocks, num_blocks, pad_to
+from ._partition import blocks, num_blocks, pad_to
 from ._ir_drop import (
     crossbar_currents_nonlinear,
     crossbar_node_voltages,

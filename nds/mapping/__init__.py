@@ -1,8 +1,8 @@
 """Mapping: weights ↔ cell states (differential pairs, bit slicing, partitioning)."""
 
 from ._differential import DifferentialMapping as DifferentialMapping
-from ._partition import blocks as blocks
-from ._partition import num_blocks as num_blocks
+from ..arrays._partition import blocks as blocks  # partition geometry lives with the arrays
+from ..arrays._partition import num_blocks as num_blocks
 from ._bitslice import BitSliceMapping as BitSliceMapping
 from ._bitslice import InputSlicing as InputSlicing
 from ._bitslice import adc_bits_exact as adc_bits_exact

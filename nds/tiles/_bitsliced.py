@@ -51,7 +51,7 @@ from ..cells._resistive import AbstractResistiveCell
 from ..cells._write_verify import WriteVerify
 from ..converters._uniform import ConverterCosts
 from ..mapping._bitslice import BitSliceMapping, InputSlicing, adc_bits_exact
-from ..mapping._partition import pad_to
+from ..arrays._partition import pad_to
 from ._abstract import AbstractTile
 
 __all__ = ["BitSliceDesign", "BitSlicedState", "BitSlicedTile"]

@@ -36,6 +36,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cost_types import Cost
 from ..arrays._crossbar import ResistiveCrossbar
+from ..arrays._partition import pad_to
 from ..cells._faults import FaultModel
 from ..cells._resistive import AbstractResistiveCell
 from ..cells._write_verify import WriteVerify
@@ -196,8 +197,6 @@ class CrossbarTile(AbstractTile):
         levels, x_scale = self.dac(x)
         v = levels * c.v_read
         rb, r = state.m.shape[1], state.m.shape[2]
-        from ..mapping._partition import pad_to
-
         vb = pad_to(v, 1, rb * r).reshape(v.shape[0], rb, r)
         if self.array.wires.is_linear:
             # differential column current I+ − I− = v @ (M+ − M−) (linear: one MVM, exactly)
