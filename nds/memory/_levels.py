@@ -131,7 +131,19 @@ class EDRAM(_OnChipLevel):
     card_kind: ClassVar[str] = "mem_edram"
 
 
-class DRAM2D(AbstractMemoryLevel):
+class _OffChipLevel(AbstractMemoryLevel):
+    """Off-chip level (DRAM die or stack): its energy counts as ``offchip``, its bytes as
+    off-chip traffic, and it adds no area to the accelerator."""
+
+    category: ClassVar[str] = "offchip"
+
+    @property
+    def area(self) -> float:
+        """0 m²: the DRAM is not part of the accelerator's silicon."""
+        return 0.0
+
+
+class DRAM2D(_OffChipLevel):
     """Conventional off-chip (2D) DRAM: DDR3, LPDDR3. Card kind ``"mem_dram2d"``.
 
     Card parameters: capacity (B), channels (1), channel_bandwidth (B/s per channel),
@@ -145,7 +157,6 @@ class DRAM2D(AbstractMemoryLevel):
     energy_per_bit: float
     latency: float
 
-    category: ClassVar[str] = "offchip"
     card_kind: ClassVar[str] = "mem_dram2d"
     card_units: ClassVar[dict[str, str]] = {
         "capacity": "B", "channels": "1", "channel_bandwidth": "B/s", "energy_per_bit": "J/bit",
@@ -156,25 +167,19 @@ class DRAM2D(AbstractMemoryLevel):
         "energy_per_bit": _POS, "latency": _POS,
     }
 
-
-
     @property
     def bandwidth(self) -> float:
         """Total bandwidth, B/s."""
         return int(self.channels) * float(self.channel_bandwidth)
 
-    @property
-    def area(self) -> float:
-        return 0.0
 
-
-class HMC(AbstractMemoryLevel):
+class HMC(_OffChipLevel):
     """Hybrid Memory Cube: DRAM dies stacked on a logic die, split into vertical vaults
     reached through TSVs (survey §VI-A). Card kind ``"hmc"``.
 
     Card parameters: capacity (B, whole stack), vaults (1), vault_bandwidth (B/s per vault,
     TSV bandwidth seen from the logic die), energy_per_bit (J/bit for an access from the
-    logic die: DRAM dies + TSVs, no SerDes link), link_energy_per_bit (J/bit extra when the
+    logic die: DRAM dies, TSVs and vault controller, no SerDes link), link_energy_per_bit (J/bit extra when the
     data leave the cube over the SerDes links to a host), latency (s),
     logic_area_per_vault (m² of logic-die area under one vault available to a PE array).
     """
@@ -187,7 +192,6 @@ class HMC(AbstractMemoryLevel):
     latency: float
     logic_area_per_vault: float
 
-    category: ClassVar[str] = "offchip"
     card_kind: ClassVar[str] = "hmc"
     card_units: ClassVar[dict[str, str]] = {
         "capacity": "B", "vaults": "1", "vault_bandwidth": "B/s", "energy_per_bit": "J/bit",
@@ -199,7 +203,6 @@ class HMC(AbstractMemoryLevel):
         "logic_area_per_vault": _POS,
     }
 
-
     @property
     def host_energy_per_bit(self) -> float:
         """J/bit for an access from a host over the SerDes links."""
@@ -210,12 +213,8 @@ class HMC(AbstractMemoryLevel):
         """Aggregate vault (TSV) bandwidth, B/s = vaults * vault_bandwidth."""
         return int(self.vaults) * float(self.vault_bandwidth)
 
-    @property
-    def area(self) -> float:
-        return 0.0
 
-
-class HBM(AbstractMemoryLevel):
+class HBM(_OffChipLevel):
     """High Bandwidth Memory stack: channels of ``channel_width_bits`` wide interfaces on a
     silicon interposer (survey §VI-A). Card kind ``"hbm"``.
 
@@ -230,7 +229,6 @@ class HBM(AbstractMemoryLevel):
     energy_per_bit: float
     latency: float
 
-    category: ClassVar[str] = "offchip"
     card_kind: ClassVar[str] = "hbm"
     card_units: ClassVar[dict[str, str]] = {
         "capacity": "B", "channels": "1", "channel_width_bits": "1", "channel_bandwidth": "B/s",
@@ -241,16 +239,10 @@ class HBM(AbstractMemoryLevel):
         "channel_bandwidth": (1.0, None), "energy_per_bit": _POS, "latency": _POS,
     }
 
-
-
     @property
     def bandwidth(self) -> float:
         """Stack bandwidth, B/s = channels * channel_bandwidth."""
         return int(self.channels) * float(self.channel_bandwidth)
-
-    @property
-    def area(self) -> float:
-        return 0.0
 
 
 def roofline_time(macs: float, peak_macs_per_s: float, nbytes: float, bandwidth: float) -> float:
