@@ -52,6 +52,7 @@ class CardInfo:
     notes: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The provenance as a JSON-ready dict (``valid`` as a mapping)."""
         return {
             "name": self.name, "path": self.path, "kind": self.kind, "source": self.source,
             "measured": self.measured, "valid": dict(self.valid), "notes": self.notes,

@@ -68,6 +68,7 @@ class Cost:
 
     @property
     def energy_total_j(self) -> float:
+        """Sum of ``energy_j`` over all categories, J per inference."""
         return float(sum(self.energy_j.values()))
 
     def __add__(self, other: "Cost") -> "Cost":
@@ -95,6 +96,8 @@ class Cost:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, plus ``energy_total_j`` (J) and
+        ``area_per_mac_unit_m2`` (m², ``None`` when ``mac_units`` is 0)."""
         d = dataclasses.asdict(self)
         d["energy_total_j"] = self.energy_total_j
         d["sources"] = list(self.sources)

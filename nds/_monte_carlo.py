@@ -20,7 +20,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import scipy.stats
@@ -66,10 +65,13 @@ class MonteCarloResult:
 
     @property
     def mean(self):
+        """Mean over chips of each result leaf (same pytree structure as ``samples``)."""
         return jtu.tree_map(lambda s: s["mean"], self.stats, is_leaf=_is_summary)
 
     @property
     def std(self):
+        """Standard deviation (ddof = 1) over chips of each result leaf (same pytree
+        structure as ``samples``)."""
         return jtu.tree_map(lambda s: s["std"], self.stats, is_leaf=_is_summary)
 
 
@@ -118,7 +120,6 @@ def monte_carlo(
         bs = int(math.ceil(bs / ndev) * ndev)
     keys = jax.random.split(key, num_chips)
     key_data = np.asarray(jax.random.key_data(keys))
-    done: list[Any] = []
     start = 0
     path = pathlib.Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():

@@ -8,7 +8,7 @@ layer to ``t`` seconds after programming.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import jax
 import jax.tree_util as jtu

@@ -76,7 +76,13 @@ def study(
     """Run a study: train, map onto hardware, Monte Carlo over chips and time, noise-aware
     training; print the tables, write results.json, accuracy_vs_time.png and
     energy_breakdown.png (and sweep.png with a [sweep]) to OUT. Finished parts are kept in
-    OUT/parts: rerun the same command after an interruption to resume."""
+    OUT/parts: rerun the same command after an interruption to resume.
+
+    Raises:
+        typer.Exit: code 2 after printing the message of a :class:`nds.study.StudyError`
+            (malformed study file or hardware entry); code 130 on ``KeyboardInterrupt``.
+            Other exceptions propagate (traceback, exit code 1).
+    """
     from .study import StudyError, load_study, run_study
 
     console = Console(width=None if sys.stdout.isatty() else 180)
@@ -125,4 +131,5 @@ def cards() -> None:
 
 
 def main() -> None:  # console-script entry point
+    """Entry point of the ``nds`` console script: run the typer app on ``sys.argv``."""
     app()

@@ -31,6 +31,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one example, ``(1, H, W)``."""
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
 

@@ -143,7 +143,18 @@ def entry_defaults(h: dict, where: str, index: int) -> dict:
 
 def build_tile(h: dict, entries: dict[str, dict] | None = None) -> AbstractTile | list[AbstractTile | None]:
     """The tile of an entry, or for ``kind = "mixed"`` a list with one tile (``None`` =
-    digital) per layer, resolving names in ``entries``."""
+    digital) per layer, resolving names in ``entries``.
+
+    ``h`` should have passed :func:`entry_defaults` (kind known, defaults filled in).
+
+    Raises:
+        HardwareError: a ``mixed`` entry's ``layers`` names neither ``"digital"`` nor another
+            non-mixed entry of ``entries``; or the builder raised ``ValueError`` (including
+            :class:`nds.CardError` and ``HardwareError``, e.g. a card of the wrong kind),
+            ``TypeError`` or ``FileNotFoundError`` (message prefixed with the entry name).
+        KeyError: ``h["kind"]`` is not a registered kind, or a key the builder needs is
+            missing (an entry that did not pass :func:`entry_defaults`).
+    """
     keys, builder = KINDS[h["kind"]]
     if h["kind"] == "mixed":
         entries = entries or {}

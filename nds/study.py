@@ -30,11 +30,9 @@ Hardware entries and their keys: :mod:`nds.hardware`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import pathlib
-import time
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -174,6 +172,12 @@ def load_study(path: str | pathlib.Path | None = None, **overrides: Any) -> dict
 
     A file's ``[[hardware]]`` list replaces the default list; entries inherit the default
     entry's keys (array size, bits, noise) unless given.
+
+    Raises:
+        StudyError: no such file, invalid TOML, or a configuration that
+            :func:`validate_study` rejects (unknown table or key, wrong type, value out of
+            range, unknown dataset/network/card, malformed ``[[hardware]]`` entry).
+        KeyError: an override ``"table.key"`` whose table does not exist.
     """
     cfg = copy.deepcopy(DEFAULT_STUDY)
     where = "<built-in default>"
@@ -201,7 +205,12 @@ def load_study(path: str | pathlib.Path | None = None, **overrides: Any) -> dict
 
 
 def make_tile(h: dict, entries: dict[str, dict] | None = None):
-    """The tile (or per-layer tiles) of a validated ``[[hardware]]`` entry."""
+    """The tile (or per-layer tiles) of a validated ``[[hardware]]`` entry.
+
+    Raises:
+        StudyError: :func:`nds.hardware.build_tile` raised :class:`nds.hardware.HardwareError`
+            (same message).
+    """
     try:
         return build_tile(h, entries)
     except HardwareError as e:
@@ -258,6 +267,12 @@ def run_study(
     """Run a validated study configuration, writing to ``out``. Returns the results dict.
 
     ``progress``: a ``rich.progress.Progress`` (optional) for progress bars.
+
+    Raises:
+        StudyError: a hardware entry's tile cannot be built (see :func:`make_tile`), or a
+            non-empty ``sweep.array_sizes`` with a ``sweep.card`` that is not a PCM or RRAM card.
+        ValueError: ``dataset.n_train + dataset.n_test`` larger than the dataset
+            (from :func:`nds.datasets.load_dataset`; not checked by :func:`validate_study`).
     """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

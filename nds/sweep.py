@@ -17,7 +17,6 @@ sweep to ``n = 1024`` costs no more than the largest layer — LeNet-5's 400 × 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence

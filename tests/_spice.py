@@ -146,6 +146,13 @@ def _seg(r, shape):
     return np.broadcast_to(np.asarray(r, dtype=float), shape)
 
 
+def _segments(rows, cols, r_in, r_row, r_col, r_out):
+    """Wire resistances broadcast to their segment shapes: (rows,), (rows, cols-1),
+    (rows-1, cols), (cols,)."""
+    return (_seg(r_in, (rows,)), _seg(r_row, (rows, cols - 1)), _seg(r_col, (rows - 1, cols)),
+            _seg(r_out, (cols,)))
+
+
 def crossbar_netlist(g, v, *, r_row, r_col, r_in=0.0, r_out=0.0, cell=None):
     """Netlist lines of a crossbar: word line i driven by ``v[i]`` through r_in at column
     0, r_row between word-line nodes, r_col between bit-line nodes, bit line j sensed at
@@ -158,10 +165,7 @@ def crossbar_netlist(g, v, *, r_row, r_col, r_in=0.0, r_out=0.0, cell=None):
 
     g = np.asarray(g, dtype=float)
     rows, cols = g.shape
-    r_in = _seg(r_in, (rows,))
-    r_row = _seg(r_row, (rows, cols - 1))
-    r_col = _seg(r_col, (rows - 1, cols))
-    r_out = _seg(r_out, (cols,))
+    r_in, r_row, r_col, r_out = _segments(rows, cols, r_in, r_row, r_col, r_out)
     if cell is None:
 
         def cell(name, a, b, gg):
@@ -192,10 +196,7 @@ def crossbar_nodal_system(g, *, r_row, r_col, r_in=0.0, r_out=0.0):
 
     g = np.asarray(g, dtype=float)
     rows, cols = g.shape
-    r_in = _seg(r_in, (rows,))
-    r_row = _seg(r_row, (rows, cols - 1))
-    r_col = _seg(r_col, (rows - 1, cols))
-    r_out = _seg(r_out, (cols,))
+    r_in, r_row, r_col, r_out = _segments(rows, cols, r_in, r_row, r_col, r_out)
     n = rows * cols
     U = np.arange(n).reshape(rows, cols)
     W = U + n

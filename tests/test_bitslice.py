@@ -60,7 +60,7 @@ def test_adc_rule_equals_exact_for_powers_of_two_and_bounds_it_otherwise():
 def test_worst_case_column_through_the_tile(rows, a, b):
     """All-maximum digits: exact with adc_bits_exact bits, clipped with one fewer."""
     n = adc_bits_exact(rows, a, b)
-    wb, ib = b + 0, a  # one slice and one (unsigned) cycle
+    ib = a  # one slice and one (unsigned) cycle
     w = jnp.ones((2, rows))
     x = jnp.ones((1, rows))
     mk = lambda bits: BitSlicedTile(cell=_cell(), array=ResistiveCrossbar(rows=rows, cols=2),

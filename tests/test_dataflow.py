@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nds
-from nds.dataflow import (DATAFLOWS, LEVELS, ConvShape, FCShape, NearMemorySystem, PEArray,
+from nds.dataflow import (DATAFLOWS, LEVELS, ConvShape, NearMemorySystem, PEArray,
                           TechEnergies, alexnet, best_case_accesses, compare_systems, mean_hops,
                           count_accesses, map_layer, naive_accesses, network, vgg16)
 from nds.memory import DRAM2D, HMC, DRAMRetention
@@ -214,6 +214,12 @@ def test_horowitz_ratios_from_card():
     assert t.mult32 / t.mult8 == pytest.approx(15.5, abs=0.05)
     assert t.fmult32 / t.mult8 == pytest.approx(18.5, abs=0.05)
     assert t.mac_energy(8) == pytest.approx(t.mult8 + t.add8)
+    # the DigitalTile's card restates the same Horowitz figures; they must not drift apart
+    from nds.tiles import DigitalMACCosts
+    d = nds.load_card("digital_45nm", DigitalMACCosts)
+    assert d.e_mac_fp32 == pytest.approx(t.fmult32 + t.fadd32, rel=1e-12)
+    assert d.e_mac_int8 == pytest.approx(t.mult8 + t.add8, rel=1e-12)
+    assert d.e_weight_read_32b == pytest.approx(t.sram_read32_8kB, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- near memory

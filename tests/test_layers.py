@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import equinox as eqx
 import jax

@@ -12,7 +12,7 @@ import pytest
 from conftest import rel_err
 
 import nds
-from nds.arrays import ResistiveCrossbar, crossbar_currents, crossbar_transfer
+from nds.arrays import ResistiveCrossbar, crossbar_transfer
 from nds.arrays._crossbar import NonlinearWires, ResistiveWires
 from nds.converters import UniformADC, UniformDAC
 from nds.arrays import blocks

@@ -6,7 +6,6 @@ tests/test_switched_cap.py. Tolerance: 7 % of each published point."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import pathlib
 

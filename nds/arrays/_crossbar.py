@@ -37,10 +37,12 @@ class AbstractWires(eqx.Module):
         """Matrix ``M`` (S) with bit-line currents ``I = v @ M`` for word-line voltages ``v``."""
 
     def ideal(self) -> "AbstractWires":
+        """The zero-resistance wire model (:class:`IdealWires`)."""
         return IdealWires()
 
     @property
     def is_ideal(self) -> bool:
+        """Whether ``transfer(g)`` is ``g`` itself (no wire resistance). Default: False."""
         return False
 
     @property
@@ -71,10 +73,12 @@ class IdealWires(AbstractWires):
     """Zero wire resistance: ``M = g``."""
 
     def transfer(self, g):
+        """``M = g`` (S), shape ``(rows, cols)`` (see :meth:`AbstractWires.transfer`)."""
         return g
 
     @property
     def is_ideal(self) -> bool:
+        """True: no wire resistance."""
         return True
 
 
@@ -133,6 +137,8 @@ class ResistiveWires(AbstractWires):
                     raise ValueError(f"ResistiveWires.{name} = {r!r} Ω: must be >= 0 (0 = shorted)")
 
     def transfer(self, g):
+        """IR-drop transfer matrix (S) of one ``(rows, cols)`` array of conductances ``g``
+        (S): exact solve or first order, per ``fidelity`` (see :meth:`AbstractWires.transfer`)."""
         fn = crossbar_transfer if self.fidelity == "exact" else crossbar_transfer_first_order
         return fn(g, r_row=self.r_row, r_col=self.r_col, r_in=self.r_in, r_out=self.r_out)
 
@@ -223,9 +229,12 @@ class NonlinearWires(AbstractWires):
 
     @property
     def is_linear(self) -> bool:
+        """False: the cells' I-V makes the array non-linear in its inputs."""
         return False
 
     def transfer(self, g):
+        """Small-signal (``V → 0``) linear transfer matrix (S) of one ``(rows, cols)`` array,
+        exact solve (see :meth:`AbstractWires.transfer`); reads use :meth:`currents`."""
         return crossbar_transfer(g, r_row=self.r_row, r_col=self.r_col, r_in=self.r_in, r_out=self.r_out)
 
     def currents(self, g: Float[Array, "rows cols"], v: Float[Array, "... rows"]) -> Float[Array, "... cols"]:
@@ -319,4 +328,5 @@ class ResistiveCrossbar(eqx.Module):
         return out
 
     def ideal(self) -> "ResistiveCrossbar":
+        """Same array size with :class:`IdealWires`."""
         return ResistiveCrossbar(rows=self.rows, cols=self.cols, wires=IdealWires())

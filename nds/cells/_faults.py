@@ -32,7 +32,7 @@ class FaultModel(eqx.Module):
         p_sa0: probability that a cell is stuck at low conductance, in [0, 1].
         p_sa1: probability that a cell is stuck at high conductance (``g_max``), in [0, 1];
             ``p_sa0 + p_sa1 <= 1``.
-        sa0_value: ``"g_min"`` (stuck in the low-resistance limit of the window, default)
+        sa0_value: ``"g_min"`` (stuck at the low-conductance, high-resistance end of the window, default)
             or ``"zero"`` (an open cell, 0 S).
 
     Raises:
@@ -71,4 +71,5 @@ class FaultModel(eqx.Module):
 
     @property
     def is_ideal(self) -> bool:
+        """Whether both fault rates are 0 (no cell is stuck). Needs concrete rates."""
         return float(self.p_sa0) == 0.0 and float(self.p_sa1) == 0.0

@@ -85,7 +85,8 @@ class AbstractResistiveCell(AbstractCardModule):
                 ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
         """Program devices to ``g_target`` (S). Returns ``(g_prog, nu)``, same shape.
 
-        ``key`` may be ``None`` only if the cell has no programming noise and no drift.
+        ``key=None`` skips the random draws: ``g_prog = g_target`` and zero drift exponents,
+        whatever the cell's noise (not an error; pass a key for a real chip).
         """
         if key is None:
             return g_target, jnp.zeros_like(g_target)
@@ -108,6 +109,7 @@ class AbstractResistiveCell(AbstractCardModule):
 
     @property
     def has_drift(self) -> bool:
+        """Whether the device's conductance drifts after programming. Default: False."""
         return False
 
     # ------------------------------------------------------------------ on/off ratio
@@ -209,6 +211,8 @@ class PCM(AbstractResistiveCell):
         return mu, sd
 
     def sample_nu(self, g_target, *, key):
+        """Per-device drift exponent ``ν = |N(μ_ν(ĝ), σ_ν(ĝ))|`` (dimensionless), shape of
+        ``g_target`` (S) (Joshi et al. 2020, Methods; see the module docstring)."""
         mu, sd = self.nu_stats(g_target)
         return jnp.abs(mu + sd * jax.random.normal(key, g_target.shape, g_target.dtype))
 
@@ -238,10 +242,12 @@ class PCM(AbstractResistiveCell):
         return jnp.maximum(g_drift + sig * jax.random.normal(key, g_prog.shape, g_prog.dtype), 0.0)
 
     def ideal(self):
+        """As :meth:`AbstractResistiveCell.ideal`, with drift exponents and 1/f read noise off."""
         zero = ("nu_mu_min", "nu_mu_max", "nu_mu_a", "nu_mu_b", "nu_sigma_min", "nu_sigma_max",
                 "nu_sigma_a", "nu_sigma_b", "qs_a", "qs_max")
         return dataclasses.replace(super().ideal(), **{k: 0.0 for k in zero})
 
     @property
     def has_drift(self) -> bool:
+        """True: PCM conductance drifts as ``((t + t0)/t0)^(−ν)``."""
         return True

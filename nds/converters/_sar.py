@@ -110,6 +110,13 @@ class SARADC(AbstractCardModule):
 
     @property
     def capacitor(self) -> UnitCapacitor:
+        """The DAC's unit capacitor (``c_u``, Pelgrom ``a_c``, ``c_density``, ``temperature``;
+        mismatch as ``mismatch``, no kT/C).
+
+        Raises:
+            ValueError: an invalid unit capacitor (``c_u``, ``c_density`` or ``temperature``
+                <= 0, ``a_c`` < 0).
+        """
         return UnitCapacitor(c_u=self.c_u, a_c=self.a_c, c_density=self.c_density, temperature=self.temperature,
                              mismatch=self.mismatch, ktc=False)
 
@@ -232,6 +239,7 @@ class MatrixMultiplyingADC(eqx.Module):
 
     @property
     def w_max(self) -> int:
+        """Largest weight magnitude, ``2^w_bits - 1``."""
         return 2**self.w_bits - 1
 
     def multiply(self, state: SARState, x: Float[Array, "..."], w: Float[Array, "..."], *,
@@ -246,6 +254,10 @@ class MatrixMultiplyingADC(eqx.Module):
 
         Returns:
             The reconstructed product voltage; the exact one is ``x * w / 2^w_bits``.
+
+        Raises:
+            ValueError: ``key`` is None while kT/C (``ktc``) or the SAR's comparator noise
+                is on.
         """
         adc = self.adc
         b0 = adc.bits - self.w_bits

@@ -127,6 +127,7 @@ class UniformDAC(eqx.Module):
         return clip_ste(round_ste(xn / lsb), -(half - 1), half - 1) * lsb, scale
 
     def ideal(self) -> "UniformDAC":
+        """Unbounded DAC (``bits=None``) with the per-vector dynamic range (no rounding, no clipping)."""
         return UniformDAC(bits=None, x_range=None)
 
 
@@ -153,7 +154,9 @@ class UniformADC(eqx.Module):
         return 0.0 if self.bits is None else self.y_range / 2 ** (self.bits - 1)
 
     def __call__(self, y: Float[Array, "..."]) -> Float[Array, "..."]:
+        """Quantized column outputs (normalized units), same shape as ``y`` (see :func:`quantize`)."""
         return quantize(y, self.bits, self.y_range)
 
     def ideal(self) -> "UniformADC":
+        """Unbounded ADC (``bits=None``: no rounding, no clipping), same ``y_range``."""
         return UniformADC(bits=None, y_range=self.y_range)

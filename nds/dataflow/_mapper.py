@@ -135,6 +135,7 @@ class PEArray(AbstractCardModule):
 
     @property
     def word_bytes(self) -> float:
+        """Bytes of one data word, B = ``word_bits / 8``."""
         return self.word_bits / 8.0
 
     @property
@@ -216,7 +217,11 @@ class TechEnergies(AbstractCardModule):
 
     def mac_energy(self, bits: int) -> float:
         """Energy (J) of a ``bits``-bit fixed-point MAC scaled from the 8-bit figures:
-        multiply quadratically, add linearly in bits (survey §VII-A)."""
+        multiply quadratically, add linearly in bits (survey §VII-A).
+
+        Raises:
+            ValueError: ``bits`` is not an ``int`` or is < 1.
+        """
         if not isinstance(bits, int) or bits < 1:
             raise ValueError(f"mac_energy: bits = {bits!r}; must be an integer >= 1")
         return float(self.mult8) * (bits / 8) ** 2 + float(self.add8) * (bits / 8)
@@ -235,6 +240,7 @@ class AccessEnergies:
     unit: str = "1"
 
     def as_dict(self) -> dict[str, float]:
+        """Level (one of ``LEVELS``) -> energy per access, in ``unit``."""
         return {lv: float(getattr(self, lv)) for lv in LEVELS}
 
 
@@ -267,6 +273,7 @@ class LayerMapping:
 
     @property
     def macs(self) -> int:
+        """Multiply-accumulates of the whole batch (``layer.macs``)."""
         return self.layer.macs
 
     def level_accesses(self, level: str) -> float:
@@ -296,6 +303,7 @@ class LayerMapping:
 
     @property
     def dram_bytes(self) -> float:
+        """Bytes moved to or from DRAM for the batch, B = DRAM word accesses x ``hw.word_bytes``."""
         return self.level_accesses("dram") * self.hw.word_bytes
 
     @property

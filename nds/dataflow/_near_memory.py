@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..memory._levels import AbstractMemoryLevel, roofline_time
+from ..memory._levels import AbstractMemoryLevel
 from ._layers import ConvShape
 from ._mapper import PEArray, LayerMapping, map_layer, DATAFLOWS
 
@@ -82,10 +82,12 @@ class NearMemorySystem:
 
     @property
     def n_pe(self) -> int:
+        """PEs of all engines, ``engines * pe.n_pe``."""
         return self.engines * self.pe.n_pe
 
     @property
     def peak_macs_per_s(self) -> float:
+        """Peak throughput, MAC/s = ``n_pe * pe.clock`` (one MAC per PE per cycle)."""
         return self.n_pe * self.pe.clock
 
 
@@ -107,24 +109,31 @@ class LayerRun:
 
     @property
     def energy_total_j(self) -> float:
+        """Sum of ``energy_j`` over categories, J (whole batch)."""
         return float(sum(self.energy_j.values()))
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkRun:
+    """A network on a system (:func:`run_network`): the system and one :class:`LayerRun`
+    per layer, in order (whole batch)."""
+
     system: NearMemorySystem
     layers: list[LayerRun]
 
     @property
     def time_s(self) -> float:
+        """Total time of the layers run one after another, s (whole batch)."""
         return float(sum(l.time_s for l in self.layers))
 
     @property
     def energy_j(self) -> float:
+        """Total energy over layers and categories, J (whole batch)."""
         return float(sum(l.energy_total_j for l in self.layers))
 
     @property
     def dram_bytes(self) -> float:
+        """Bytes moved to or from DRAM by all engines over all layers, B (whole batch)."""
         return float(sum(l.dram_bytes for l in self.layers))
 
     def energy_by_category(self) -> dict[str, float]:

@@ -69,7 +69,11 @@ def adc_bits_exact(rows: int, input_bits_per_cycle: int, bits_per_cell: int, *, 
 
 def adc_bits_rule(rows: int, input_bits_per_cycle: int, bits_per_cell: int) -> int:
     """The rule of thumb ``ceil(log2 rows) + a + b − 1`` when ``a = 1`` or ``b = 1``, else
-    ``ceil(log2 rows) + a + b`` (exact for power-of-two ``rows``; see the module docstring)."""
+    ``ceil(log2 rows) + a + b`` (exact for power-of-two ``rows``; see the module docstring).
+
+    Raises:
+        ValueError: ``rows``, ``input_bits_per_cycle`` or ``bits_per_cell`` < 1.
+    """
     a, b = int(input_bits_per_cycle), int(bits_per_cell)
     if min(rows, a, b) < 1:
         raise ValueError(f"adc_bits_rule: rows={rows}, a={a}, b={b} must all be >= 1")
@@ -128,6 +132,8 @@ class BitSliceMapping(eqx.Module):
 
     @property
     def n_slices(self) -> int:
+        """Slices ``S`` per weight: ``ceil(B / b)`` (offset), ``ceil((B − 1) / b)``
+        (differential), 1 when unquantized."""
         if self.weight_bits is None:
             return 1
         mag = self.weight_bits if self.encoding == "offset" else self.weight_bits - 1
@@ -199,12 +205,16 @@ class InputSlicing(eqx.Module):
 
     @property
     def q(self) -> float:
+        """Integer full scale ``Q_x``: ``2^(I−1) − 1`` (signed), ``2^I − 1`` (unsigned), 1 when
+        unquantized."""
         if self.input_bits is None:
             return 1.0
         return float(2 ** (self.input_bits - 1) - 1) if self.signed else float(2**self.input_bits - 1)
 
     @property
     def n_unsigned(self) -> int:
+        """Cycles of unsigned ``a``-bit digits, ``ceil(I / a)`` (1 when unquantized); the
+        extra sign cycle of signed inputs with ``a > 1`` is not included."""
         return 1 if self.input_bits is None else -(-self.input_bits // self.dac_bits)
 
     def cycle_weights(self) -> np.ndarray:
@@ -221,10 +231,12 @@ class InputSlicing(eqx.Module):
 
     @property
     def n_cycles(self) -> int:
+        """Cycles ``J`` per input, sign cycle included (length of :meth:`cycle_weights`)."""
         return len(self.cycle_weights())
 
     @property
     def digit_max(self) -> float:
+        """Largest digit value fed in one cycle (``2^a − 1``; 1 when unquantized)."""
         return 1.0 if self.input_bits is None else float(2**self.dac_bits - 1)
 
     def integers(self, x: Float[Array, "p n"]) -> tuple[Float[Array, "p n"], Float[Array, ""]]:

@@ -21,7 +21,6 @@ the refresh interval loses its bit. Model (card kind ``"dram_retention"``):
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import jax
@@ -96,7 +95,12 @@ class DRAMRetention(AbstractCardModule):
         return 8.0 * capacity_bytes * float(self.refresh_energy_per_bit) / float(refresh_interval_s)
 
     def refresh_energy(self, capacity_bytes: float, duration_s: float, refresh_interval_s: float) -> float:
-        """Refresh energy (J) of ``capacity_bytes`` over ``duration_s`` seconds."""
+        """Refresh energy (J) of ``capacity_bytes`` over ``duration_s`` seconds.
+
+        Raises:
+            ValueError: ``duration_s`` < 0 (or NaN); ``capacity_bytes`` or
+                ``refresh_interval_s`` <= 0 (when a concrete number; see :meth:`refresh_power`).
+        """
         if not duration_s >= 0:
             raise ValueError(f"duration_s = {duration_s!r}; must be >= 0")
         return self.refresh_power(capacity_bytes, refresh_interval_s) * float(duration_s)

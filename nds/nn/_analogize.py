@@ -29,6 +29,8 @@ _CONVERTIBLE = (eqx.nn.Linear, eqx.nn.Conv2d)
 
 
 def is_analog_layer(x: Any) -> bool:
+    """Whether ``x`` is an analog layer (:class:`AbstractAnalogLayer`); an ``is_leaf`` for
+    pytree traversals."""
     return isinstance(x, AbstractAnalogLayer)
 
 

@@ -9,7 +9,6 @@ use :func:`nds.program` (one manufactured chip) first.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import equinox as eqx
@@ -70,6 +69,11 @@ class AbstractAnalogLayer(eqx.Module):
         return 1
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one example's output for an input of ``input_shape``.
+
+        Raises:
+            NotImplementedError: always here; subclasses override it.
+        """
         raise NotImplementedError
 
     def cost(self, input_shape: tuple[int, ...]) -> Cost:
@@ -105,6 +109,7 @@ class AnalogLinear(AbstractAnalogLayer):
         return self._post(self.tile.apply(self.state, x, key=key))
 
     def output_shape(self, input_shape):
+        """``(out,)`` whatever the input shape."""
         return (self.weight.shape[0],)
 
 
@@ -129,7 +134,12 @@ class AnalogConv2d(AbstractAnalogLayer):
 
     @classmethod
     def from_conv(cls, layer: eqx.nn.Conv2d, tile: AbstractTile, name: str = "conv") -> "AnalogConv2d":
-        """Analog twin of an ``eqx.nn.Conv2d`` (dilation 1, groups 1)."""
+        """Analog twin of an ``eqx.nn.Conv2d`` (dilation 1, groups 1).
+
+        Raises:
+            ValueError: dilation other than 1 or groups other than 1; string padding (give
+                explicit padding). The message names the layer.
+        """
         if tuple(layer.dilation) != (1, 1) or layer.groups != 1:
             raise ValueError(f"layer {name!r}: only dilation 1 and groups 1 are supported, got "
                              f"dilation={layer.dilation}, groups={layer.groups}")
@@ -149,6 +159,8 @@ class AnalogConv2d(AbstractAnalogLayer):
         return p[0]
 
     def output_shape(self, input_shape):
+        """``(out_ch, H_out, W_out)`` for an input ``(in_ch, H, W)``, with
+        ``H_out = (H + pad_top + pad_bottom − kh) // stride_h + 1`` (likewise ``W_out``)."""
         c, h, w = input_shape
         kh, kw = self.weight.shape[2:]
         ho = (h + sum(self.padding[0]) - kh) // self.stride[0] + 1
@@ -156,6 +168,7 @@ class AnalogConv2d(AbstractAnalogLayer):
         return (self.weight.shape[0], ho, wo)
 
     def n_mvm(self, input_shape):
+        """One MVM per output position: ``H_out · W_out`` for an input ``(in_ch, H, W)``."""
         _, ho, wo = self.output_shape(input_shape)
         return ho * wo
 

@@ -43,6 +43,8 @@ class AbstractTile(eqx.Module):
     #: whether ``apply`` samples randomness (then a ``key`` is required)
     @property
     def needs_key(self) -> bool:
+        """Whether ``apply`` samples read-time randomness, so that it needs a ``key``.
+        Default: True."""
         return True
 
     @abc.abstractmethod

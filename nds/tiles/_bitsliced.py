@@ -39,7 +39,6 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
@@ -190,10 +189,12 @@ class BitSlicedTile(AbstractTile):
 
     @property
     def name(self) -> str:
+        """Report name, ``"bitsliced-<cell card kind>"`` (e.g. ``"bitsliced-rram"``)."""
         return f"bitsliced-{self.cell.card_kind or type(self.cell).__name__.lower()}"
 
     @property
     def needs_key(self) -> bool:
+        """True when ADC noise or the cell's C2C read noise is on (see AbstractTile.needs_key)."""
         return bool(float(self.adc_noise) > 0 or float(self.cell.read_noise_c2c) > 0)
 
     @property
@@ -206,7 +207,12 @@ class BitSlicedTile(AbstractTile):
     # ------------------------------------------------------------------ program time
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> BitSlicedState:
         """Quantize, slice and program ``w`` (out, in). ``key`` draws programming error,
-        drift exponents and faults (``None`` only for a noise-free cell)."""
+        drift exponents and faults; ``None`` skips the programming-error and drift draws (not
+        an error).
+
+        Raises:
+            ValueError: ``key`` is None with ``write_verify`` set or with non-ideal ``faults``.
+        """
         c = self.cell
         w_int, s = self.weights.integers(w)
         d = self.weights.digits(w_int)  # (E, S, in, out)
@@ -241,7 +247,11 @@ class BitSlicedTile(AbstractTile):
 
     def column_codes(self, state: BitSlicedState, x: Float[Array, "p n_in"], *, key: PRNGKeyArray | None):
         """ADC outputs before shift-and-add: ``(codes, x_int, x_scale)`` with ``codes`` of
-        shape (J, S, p, rb, out) in digit products (multiples of ``adc_lsb``)."""
+        shape (J, S, p, rb, out) in digit products (multiples of ``adc_lsb``).
+
+        Raises:
+            ValueError: ``key`` is None while the tile has read noise (:attr:`needs_key`).
+        """
         c = self.cell
         x_int, xs = self.inputs.integers(x)
         xd = self.inputs.digits(x_int)  # (J, p, n)

@@ -26,7 +26,7 @@ ratio of that reference to its value at ``t``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -134,10 +134,12 @@ class CrossbarTile(AbstractTile):
 
     @property
     def name(self) -> str:
+        """Report name: the cell's card kind (``"pcm"``, ``"rram"``) or its class name, lower case."""
         return self.cell.card_kind or type(self.cell).__name__.lower()
 
     @property
     def needs_key(self) -> bool:
+        """True when ``out_noise`` or the cell's C2C read noise is on (see AbstractTile.needs_key)."""
         return bool(float(self.out_noise) > 0 or float(self.cell.read_noise_c2c) > 0)
 
     # ------------------------------------------------------------------ program time
@@ -159,7 +161,11 @@ class CrossbarTile(AbstractTile):
 
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> CrossbarState:
         """Program ``w`` (out, in) onto the chip; ``key`` draws programming error and drift
-        exponents (``None`` only for a noise-free cell). Returns :class:`CrossbarState`."""
+        exponents; ``None`` skips those draws (an ideal programming, not an error). Returns :class:`CrossbarState`.
+
+        Raises:
+            ValueError: ``key`` is None with ``write_verify`` set or with non-ideal ``faults``.
+        """
         c = self.cell
         g_target, w_scale = self.mapping.to_conductance(w, c.g_min, c.g_max, c.levels)
         if self.write_verify is not None:
@@ -192,7 +198,11 @@ class CrossbarTile(AbstractTile):
                     ) -> Float[Array, "p n_out"]:
         """``p`` MVMs of one example (e.g. the patches of a convolution): the DAC scale is
         shared (abs-max over the whole example when dynamic); each MVM draws its own read
-        noise. Shapes (p, in) → (p, out)."""
+        noise. Shapes (p, in) → (p, out).
+
+        Raises:
+            ValueError: ``key`` is None while the tile has read noise (:attr:`needs_key`).
+        """
         c = self.cell
         levels, x_scale = self.dac(x)
         v = levels * c.v_read

@@ -10,11 +10,10 @@ row (``e_weight_read`` per weight word), which is what a near-data design avoids
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule, load_card
 from .._cost_types import Cost
@@ -46,8 +45,9 @@ class DigitalMACCosts(AbstractCardModule):
     card_ranges: ClassVar[dict] = {"mac_rate": (1.0, 1e18), "mac_units": (1, 1 << 24)}
 
     def e_mac(self, bits: int | None) -> float:
-        """Energy per MAC at ``bits`` (None: fp32). Fixed point: add scales ~linearly and
-        multiply ~quadratically with bits (survey §VII-A); interpolated from the int8 figure."""
+        """Energy per MAC (J) at ``bits`` (None: fp32). Fixed point: the int8 MAC energy
+        scaled by ``(bits / 8)²`` as a whole (the multiply, which dominates, scales about
+        quadratically, survey §VII-A; the add's linear scaling is not separated)."""
         if bits is None:
             return self.e_mac_fp32
         return self.e_mac_int8 * (bits / 8.0) ** 2
@@ -75,6 +75,7 @@ class DigitalTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
+        """False: digital arithmetic draws no randomness (see AbstractTile.needs_key)."""
         return False
 
     def program(self, w, *, key=None):
@@ -86,6 +87,8 @@ class DigitalTile(AbstractTile):
         return _q(w, self.bits_weight, jnp.where(s > 0, s, 1.0))
 
     def apply(self, state, x, *, key=None):
+        """``state @ x`` (out, in) @ (in,) → (out,), ``x`` first quantized per vector to
+        ``bits_activation`` when set; ``key`` unused (see AbstractTile.apply)."""
         del key
         if self.bits_activation is not None:
             s = jnp.max(jnp.abs(x))
@@ -93,9 +96,14 @@ class DigitalTile(AbstractTile):
         return state @ x
 
     def ideal(self) -> "DigitalTile":
+        """Floating point (no weight or activation quantization), same cost card."""
         return DigitalTile(costs=self.costs)
 
     def cost(self, w_shape, n_mvm, *, w=None) -> Cost:
+        """One MAC per weight per MVM at the card's ``e_mac(bits_weight)`` (``"compute"``),
+        one buffer read per weight per MVM (``bits_weight / 32`` 32-bit words, fp32 if unset;
+        ``"onchip_memory"``), latency ``macs / mac_rate``; card ``costs`` or ``digital_45nm``
+        (see AbstractTile.cost)."""
         out, n_in = w_shape
         cc = self.costs or load_card("digital_45nm", DigitalMACCosts)
         macs = float(n_in * out * n_mvm)

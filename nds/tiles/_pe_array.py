@@ -103,6 +103,8 @@ class PEArrayTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
+        """False: no read noise; retention errors are drawn at program time (see
+        AbstractTile.needs_key)."""
         return False
 
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None = None) -> Float[Array, "out in"]:

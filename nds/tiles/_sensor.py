@@ -105,7 +105,7 @@ class SensorTile(AbstractTile):
     noise, analog MAC with noise at ``snr_db``, quantization to ``out_bits`` on
     ``[-out_range, out_range]`` (None: no quantization).
 
-    Fields: ``card`` (:class:`SensorAnalogCard`), ``snr_db`` (static), ``w_bits`` (static,
+    Fields: ``sensor`` (:class:`SensorAnalogCard`), ``snr_db`` (static), ``w_bits`` (static,
     None: continuous), ``out_bits`` (static), ``out_range`` (static, output units),
     ``shot_noise``, ``analog_noise`` (static switches).
     """
@@ -130,10 +130,16 @@ class SensorTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
+        """True when shot noise or analog noise is on (see AbstractTile.needs_key)."""
         return self.shot_noise or self.analog_noise
 
     def program(self, w, *, key=None):
-        """Weights quantized symmetrically to ``w_bits`` (capacitor ratios); ``key`` unused."""
+        """Weights ``(out, in)`` quantized symmetrically to ``w_bits`` (capacitor ratios);
+        ``key`` unused.
+
+        Raises:
+            ValueError: ``w`` is not 2-D.
+        """
         del key
         if w.ndim != 2:
             raise ValueError(f"SensorTile.program: w must be (out, in), got shape {w.shape}")
@@ -145,7 +151,12 @@ class SensorTile(AbstractTile):
         return clip_ste(round_ste(w / s * half), -half, half) * s / half
 
     def mac(self, state, x, *, key):
-        """Analog MAC without output quantization (for pooling before the conversion)."""
+        """Analog MAC without output quantization (for pooling before the conversion):
+        ``state`` (out, in) @ ``x`` (in,) → (out,) with shot and analog noise as configured.
+
+        Raises:
+            ValueError: ``key`` is None while shot noise or analog noise is on.
+        """
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
         xs = _shot(x, self.sensor, k1, self.shot_noise)
         y = state @ xs
@@ -157,6 +168,8 @@ class SensorTile(AbstractTile):
         return y
 
     def quantize(self, y):
+        """``y`` quantized to ``out_bits`` (mid-tread, clipped to ``[-out_range, out_range)``);
+        unchanged when ``out_bits`` is None. Same shape."""
         if self.out_bits is None:
             return y
         half = 2 ** (self.out_bits - 1)
@@ -164,6 +177,11 @@ class SensorTile(AbstractTile):
         return clip_ste(round_ste(y / lsb), -half, half - 1) * lsb
 
     def apply(self, state, x, *, key):
+        """:meth:`mac` then :meth:`quantize`, ``(in,)`` → ``(out,)`` (see AbstractTile.apply).
+
+        Raises:
+            ValueError: ``x`` is not 1-D; ``key`` is None while shot or analog noise is on.
+        """
         if x.ndim != 1:
             raise ValueError(f"SensorTile.apply: x must be 1-D, got shape {x.shape}")
         if self.needs_key and key is None:
@@ -171,6 +189,8 @@ class SensorTile(AbstractTile):
         return self.quantize(self.mac(state, x, key=key))
 
     def ideal(self):
+        """Continuous weights, no output quantization, no shot or analog noise (see
+        AbstractTile.ideal)."""
         import dataclasses
         return dataclasses.replace(self, w_bits=None, out_bits=None, shot_noise=False, analog_noise=False)
 
@@ -205,7 +225,11 @@ class AnalogSensorFrontEnd(eqx.Module):
     def __call__(self, kernels: Float[Array, "f k k"], image: Float[Array, "h w"], *, key) -> Float[Array, "f hp wp"]:
         """One frame. Each pixel is exposed once (one shot-noise sample per pixel, shared by
         every patch that reads it, as on the sensor); analog noise at ``snr_db`` is drawn
-        independently for every output of the convolution."""
+        independently for every output of the convolution.
+
+        Raises:
+            ValueError: ``key`` is None while the tile's shot or analog noise is on.
+        """
         f, k, _ = kernels.shape
         tile = self.tile
         if tile.needs_key and key is None:
@@ -226,6 +250,9 @@ class AnalogSensorFrontEnd(eqx.Module):
         return tile.quantize(y)
 
     def cost(self, kernel_shape: tuple[int, int, int], image_shape: tuple[int, int]) -> Cost:
+        """Cost of one frame with kernels ``(F, k, k)`` on an ``(H, W)`` image:
+        :meth:`SensorTile.cost` of ``(H−k+1)(W−k+1)`` MVMs with an ``(F, k·k)`` matrix, one
+        conversion per pooled output, and each pixel read once per frame (``H·W·e_pixel``, J)."""
         f, k, _ = kernel_shape
         h, w = image_shape
         ho, wo = h - k + 1, w - k + 1
@@ -291,7 +318,7 @@ class ASPFilterBank(eqx.Module):
 
     ``__call__(image (H, W), *, key) -> (F, H', W')``: the optical filter responses (valid
     conv with :func:`asp_kernels` scaled by the modulation depth) with shot noise on the
-    pixel pair's collected charge, max-pooled by ``pool`` and quantized to ``out_bits``. The
+    pixel pair's collected charge, rectified (``|response|``), max-pooled by ``pool`` and quantized to ``out_bits``. The
     kernels are a constant (``jax.lax.stop_gradient``): they are optics.
     """
 
@@ -305,9 +332,18 @@ class ASPFilterBank(eqx.Module):
 
     @property
     def kernels(self) -> np.ndarray:
+        """The optical filters ``(orientations·phases, k, k)``: :func:`asp_kernels` times the
+        card's modulation depth (dimensionless)."""
         return self.asp.modulation * asp_kernels(self.k, self.orientations, self.phases)
 
     def __call__(self, image: Float[Array, "h w"], *, key: PRNGKeyArray | None) -> Float[Array, "f hp wp"]:
+        """Filter one frame ``(H, W)`` (intensities in [0, 1]) → ``(F, (H−k+1)//pool,
+        (W−k+1)//pool)``: valid conv, max pool of ``|response|``, quantization to ``out_bits``
+        on ``[0, modulation/2]`` (none when ``out_bits`` is None).
+
+        Raises:
+            ValueError: ``key`` is None while shot noise is on.
+        """
         kern = jax.lax.stop_gradient(jnp.asarray(self.kernels, image.dtype))
         x = image
         if self.shot_noise:

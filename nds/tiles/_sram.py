@@ -30,7 +30,6 @@ calibrated so that the MNIST classifier of the paper (81 feature rows + 47 bias 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar, Literal
 
 import equinox as eqx
@@ -151,6 +150,9 @@ class SRAMTile(AbstractTile):
     # ------------------------------------------------------------------ helpers
     @property
     def needs_key(self) -> bool:
+        """True when read-time noise is on: kT/C (``mode="charge"``), comparator noise
+        (``readout="comparator"``) or ADC comparator noise (``readout="adc"``) (see
+        AbstractTile.needs_key)."""
         c = self.column
         if self.mode == "charge":
             return bool(self.charge.ktc) or (self.readout == "comparator" and c.noise) or (
@@ -177,7 +179,8 @@ class SRAMTile(AbstractTile):
         capacitor mismatch (program time).
 
         Raises:
-            ValueError: ``w`` not 2-D; a random effect on and ``key`` None.
+            ValueError: ``w`` not 2-D; ``readout = "comparator"`` with more inputs than
+                ``rows``; a random effect on and ``key`` None.
         """
         if w.ndim != 2:
             raise ValueError(f"SRAMTile.program: w must be (out, in), got shape {w.shape}")
@@ -220,7 +223,11 @@ class SRAMTile(AbstractTile):
 
     def swing(self, state: SRAMState, codes: Float[Array, "nb rows"]) -> Float[Array, "p nb out"]:
         """Bit-line difference ``V_BLB - V_BL`` (V) of every plane, row block and column for
-        WLDAC codes ``codes`` (noise-free; for ``mode="charge"`` the summing-node difference)."""
+        WLDAC codes ``codes`` (noise-free; ``mode="current"`` only).
+
+        Raises:
+            ValueError: ``mode="charge"``.
+        """
         col = self.column
         if self.mode == "charge":
             raise ValueError("SRAMTile.swing: only for mode='current'")

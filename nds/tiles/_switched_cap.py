@@ -111,6 +111,8 @@ class SwitchedCapTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
+        """True when kT/C sampling noise or the ADC's comparator noise is on (see
+        AbstractTile.needs_key)."""
         return bool(self.array.ktc) or bool(self.adc is not None and self.adc.noise and self.adc.sigma_noise > 0)
 
     @property
