@@ -227,7 +227,8 @@ def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: s
         ax.set_title(name, fontsize=9)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
         ax.set_ylabel("energy per inference (nJ)")
-    axes[0][0].legend(fontsize=7)
+        ax.margins(y=0.15)  # head room so the tallest bar and the legend do not touch the frame
+    axes[0][0].legend(fontsize=7, loc="upper left", framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -162,10 +162,20 @@ def _parts(layer: ConvShape, engines: int) -> list[tuple[ConvShape, str]]:
 
 
 def run_network(layers: Sequence[ConvShape], system: NearMemorySystem, dataflow: str = "RS") -> NetworkRun:
-    """Map and cost every layer on ``system`` (module docstring).
+    """Map and cost every layer on ``system`` (cost model in the module docstring).
+
+    Args:
+        layers: the layers of one batch (:func:`~nds.dataflow.alexnet`, ``vgg16``, ...).
+        system: the engines and their memory.
+        dataflow: one of ``DATAFLOWS`` ("WS", "OS", "NLR", "RS"), used by every engine.
+
+    Returns:
+        :class:`NetworkRun`: per layer the chosen partition and mapping, time (s), energy by
+        category (J) and DRAM bytes, all for the whole batch.
 
     Raises:
-        ValueError: unknown ``dataflow``.
+        ValueError: unknown ``dataflow``; a layer that fits no mapping on the PE array
+            (from :func:`~nds.dataflow.map_layer`).
     """
     if dataflow not in DATAFLOWS:
         raise ValueError(f"run_network: dataflow = {dataflow!r}; allowed: {DATAFLOWS}")

@@ -42,7 +42,12 @@ class AbstractMemoryLevel(AbstractCardModule):
     """A level of the memory hierarchy. Subclasses define the card parameters.
 
     Every level provides ``capacity`` (B), ``bandwidth`` (B/s), ``latency`` (s), ``area``
-    (m², 0 when off-chip or unknown) and :attr:`energy_per_bit` (J/bit).
+    (m², 0 when off-chip or unknown) and :attr:`energy_per_bit` (J/bit). Count parameters
+    (``channels``, ``vaults``, ``word_bits``) are integers, written with unit "1" in cards.
+
+    Build levels with :func:`nds.load_card`, which converts units and checks each parameter
+    against ``card_ranges`` (:class:`nds.CardError` naming the file and key); constructing
+    a level directly skips those checks.
     """
 
     category: ClassVar[str] = "onchip_memory"  # energy category in a Cost report
