@@ -1,0 +1,6 @@
+"""``python -m nds`` runs the ``nds`` command line (same as the ``nds`` console script)."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()
