@@ -3,13 +3,18 @@
 A study trains a network digitally, evaluates it, maps it onto each hardware entry, runs
 Monte Carlo over chips (at each time after programming for drifting devices), fine-tunes with
 noise-aware training and evaluates the same rows again. Every finished part is saved under
-``<out>/parts/`` (JSON for rows, Equinox serialisation for trained models) and a rerun with the
-same configuration resumes from there. The built-in default (``nds study`` with no argument)
-is :data:`DEFAULT_STUDY`.
+``<out>/parts/`` (JSON for rows, Equinox serialisation for trained models, file names carrying
+the hash of what the part depends on) and a rerun resumes from there; training keeps a
+checkpoint every 100 steps and resumes mid-way. A damaged part is named, moved to
+``parts/damaged/`` and recomputed; one study at a time may write into a folder (see
+:func:`run_study`). The built-in default (``nds study`` with no argument) is
+:data:`DEFAULT_STUDY`.
 
 ``results.json`` schema (also in the README)::
 
     {
+      "config_hash": "<16 hex digits: hash of the configuration and the nds version>",
+      "nds_version": "0.1.0",
       "study": {...the configuration...},
       "dataset": {"name": "mnist", "n_test": 1000, "n_train": 4000},
       "rows": [
@@ -46,6 +51,7 @@ from ._monte_carlo import monte_carlo, summarize
 from ._program import drift, program
 from ._cards import card_path
 from ._cost_types import ENERGY_CATEGORIES
+from ._io import atomic_path, atomic_write
 from .costs import CostReport, cost, plot_energy_breakdown
 from .datasets import DATASETS, SPLITS, load_dataset
 from .hardware import HardwareError, build_tile, entry_defaults, tile_drifts, tile_random
@@ -217,6 +223,12 @@ def make_tile(h: dict, entries: dict[str, dict] | None = None):
         raise StudyError(str(e)) from None
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _hash(obj: Any) -> str:
     from . import __version__
 
@@ -224,37 +236,120 @@ def _hash(obj: Any) -> str:
 
 
 class _Parts:
-    """Finished parts of a study on disk (``<out>/parts``), keyed by what they depend on."""
+    """Finished parts of a study on disk (``<out>/parts``), keyed by what they depend on.
 
-    def __init__(self, out: pathlib.Path):
-        self.dir = out / "parts"
+    A part named ``name`` whose dependencies hash to ``h`` (:func:`_hash`) lives in
+    ``parts/<name>-<h>.json`` (rows: ``{"hash", "name", "value"}``) or ``parts/<name>-<h>.eqx``
+    with ``parts/<name>-<h>.sha256`` (a trained model, Equinox serialisation, and the SHA-256
+    of its bytes). Different configurations therefore never share a file. Every write is
+    atomic (:func:`nds._io.atomic_write`: a unique temporary file, then a rename), and each
+    part is computed under its own lock (``filelock``, an OS ``flock``), so processes that
+    want the same part wait for the first one and then load its result. A part that cannot
+    be read back (truncated, garbage, empty, wrong hash or checksum) is named in a warning,
+    moved to ``parts/damaged/`` and recomputed.
+    """
+
+    def __init__(self, out: pathlib.Path, log: Callable[[str], None] | None = None):
+        self.dir = pathlib.Path(out) / "parts"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = log if log is not None else (lambda s: None)
+
+    def _lock(self, stem: str):
+        import filelock
+
+        locks = self.dir / ".locks"
+        locks.mkdir(exist_ok=True)
+        return filelock.FileLock(locks / f"{stem}.lock")
+
+    def _damaged(self, paths: list[pathlib.Path], why: str) -> None:
+        import os
+        import time
+        import warnings
+
+        dest = self.dir / "damaged"
+        dest.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        moved = []
+        for p in paths:
+            if p.exists():
+                target = dest / f"{p.name}.{stamp}"
+                os.replace(p, target)
+                moved.append(str(target))
+        msg = f"damaged part {paths[0]}: {why}; moved to {', '.join(moved) or '-'}; recomputing"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        self.log(msg)
 
     def json(self, name: str, dep: Any, make: Callable[[], Any], log: Callable[[str], None] | None = None) -> Any:
-        p = self.dir / f"{name}.json"
-        h = _hash(dep)
-        if p.exists():
-            d = json.loads(p.read_text())
-            if d.get("hash") == h:
-                if log is not None:
-                    log(f"{name} loaded from parts/")
-                return d["value"]
-        v = make()
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"hash": h, "value": v}))
-        tmp.replace(p)
-        return v
+        """The value of part ``name`` for dependencies ``dep``: loaded if saved, else
+        ``make()`` (JSON-serialisable), saved atomically and returned."""
+        from ._io import atomic_write
 
-    def model(self, name: str, dep: Any, like: Any, make: Callable[[], Any]) -> tuple[Any, bool]:
-        p = self.dir / f"{name}.eqx"
-        hp = self.dir / f"{name}.hash"
         h = _hash(dep)
-        if p.exists() and hp.exists() and hp.read_text() == h:
-            return eqx.tree_deserialise_leaves(p, like), True
-        m = make()
-        eqx.tree_serialise_leaves(p, m)
-        hp.write_text(h)
-        return m, False
+        stem = f"{name}-{h}"
+        p = self.dir / f"{stem}.json"
+        with self._lock(stem):
+            if p.exists():
+                why = None
+                try:
+                    d = json.loads(p.read_bytes())
+                except (ValueError, UnicodeDecodeError) as e:
+                    why = f"not valid JSON ({type(e).__name__}: {e})"
+                else:
+                    if not isinstance(d, dict) or d.get("hash") != h or "value" not in d:
+                        why = f"does not hold the part's hash {h} and value"
+                if why is None:
+                    (log or self.log)(f"{name} loaded from parts/")
+                    return d["value"]
+                self._damaged([p], why)
+            v = make()
+            atomic_write(p, json.dumps({"hash": h, "name": name, "value": v}).encode())
+            return v
+
+    def model(self, name: str, dep: Any, like: Any, make: Callable[[pathlib.Path], Any]) -> tuple[Any, bool]:
+        """``(model, loaded)`` of part ``name``: deserialised (into the structure of ``like``)
+        if saved intact, else ``make(checkpoint)`` saved atomically. ``checkpoint`` is a path
+        where training may keep its own checkpoint to resume from (removed once the part is
+        saved)."""
+        import hashlib
+        import io
+
+        from ._io import atomic_write
+
+        h = _hash(dep)
+        stem = f"{name}-{h}"
+        p, sp, cp = (self.dir / f"{stem}{ext}" for ext in (".eqx", ".sha256", ".ckpt"))
+        with self._lock(stem):
+            if p.exists() or sp.exists():
+                why = None
+                try:
+                    want = sp.read_bytes().decode("ascii").strip()
+                except FileNotFoundError:
+                    want, why = "", "its checksum file is missing (the writer stopped between the two files)"
+                except UnicodeDecodeError:
+                    want, why = "", f"checksum file {sp.name} is not text"
+                if why is None and (len(want) != 64 or any(c not in "0123456789abcdef" for c in want)):
+                    why = f"checksum file {sp.name} does not hold a SHA-256 digest"
+                if why is None:
+                    try:
+                        data = p.read_bytes()
+                    except FileNotFoundError:
+                        data, why = b"", "the model file is missing"
+                if why is None and hashlib.sha256(data).hexdigest() != want:
+                    why = "its content does not match its checksum (truncated or altered)"
+                if why is None:
+                    try:
+                        return eqx.tree_deserialise_leaves(io.BytesIO(data), like), True
+                    except Exception as e:  # noqa: BLE001 - any failure to read means damaged
+                        why = f"cannot be deserialised ({type(e).__name__}: {e})"
+                self._damaged([p, sp], why)
+            m = make(cp)
+            buf = io.BytesIO()
+            eqx.tree_serialise_leaves(buf, m)
+            data = buf.getvalue()
+            atomic_write(p, data)
+            atomic_write(sp, hashlib.sha256(data).hexdigest().encode("ascii"))
+            cp.unlink(missing_ok=True)
+            return m, False
 
 
 def run_study(
@@ -268,16 +363,76 @@ def run_study(
 
     ``progress``: a ``rich.progress.Progress`` (optional) for progress bars.
 
+    The study holds a lock on ``out`` (``out/.nds-study.lock``, an OS file lock released when
+    the process ends, however it ends) for its whole run: a second study into the same
+    folder is refused at once. ``results.json`` records the configuration's hash
+    (``config_hash``); a ``results.json`` of another configuration found in ``out`` is kept
+    as ``results-<its hash>.json`` (announced) before the new one is written. Every file is
+    written atomically (a unique temporary file, then a rename).
+
     Raises:
-        StudyError: a hardware entry's tile cannot be built (see :func:`make_tile`), or a
-            non-empty ``sweep.array_sizes`` with a ``sweep.card`` that is not a PCM or RRAM card.
+        StudyError: another study holds ``out``; a hardware entry's tile cannot be built (see
+            :func:`make_tile`), or a non-empty ``sweep.array_sizes`` with a ``sweep.card`` that
+            is not a PCM or RRAM card.
         ValueError: ``dataset.n_train + dataset.n_test`` larger than the dataset
             (from :func:`nds.datasets.load_dataset`; not checked by :func:`validate_study`).
     """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    parts = _Parts(out)
+    with _study_lock(out):
+        return _run_study(cfg, out, console=console, progress=progress)
+
+
+def _study_lock(out: pathlib.Path):
+    """An exclusive, non-blocking lock on ``out`` (``filelock``: ``flock`` on
+    ``out/.nds-study.lock``). Raises :class:`StudyError` when another process holds it."""
+    import contextlib
+
+    import filelock
+
+    @contextlib.contextmanager
+    def held():
+        lock = filelock.FileLock(out / ".nds-study.lock", blocking=False)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise StudyError(f"{out}: another study is running with this output folder (it holds "
+                             f"{out / '.nds-study.lock'}); wait for it to finish, or give another --out") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    return held()
+
+
+def _previous_results(path: pathlib.Path, config_hash: str) -> tuple[str | None, pathlib.Path | None]:
+    """``(hash, keep_as)`` of a ``results.json`` already at ``path`` that belongs to another
+    configuration (``keep_as``: where it will be kept); ``(None, None)`` when there is none or
+    it is this configuration's."""
+    if not path.exists():
+        return None, None
+    try:
+        old = json.loads(path.read_bytes())
+        oh = old.get("config_hash") if isinstance(old, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        oh = None
+    if oh == config_hash:
+        return None, None
+    if not isinstance(oh, str) or not oh.isalnum():
+        import time
+
+        oh = "unknown-" + time.strftime("%Y%m%dT%H%M%S", time.localtime(path.stat().st_mtime))
+    return oh, path.with_name(f"results-{oh}.json")
+
+
+def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> dict:
     log = (lambda s: console.print(s)) if console is not None else (lambda s: None)
+    parts = _Parts(out, log)
+    config_hash = _hash(cfg)
+    old_hash, keep_as = _previous_results(out / "results.json", config_hash)
+    if keep_as is not None:
+        log(f"{out / 'results.json'} holds another configuration ({old_hash}); it will be kept as {keep_as}")
     s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
     key = jax.random.key(s["seed"])
     k_init, k_train, k_mc, k_na = jax.random.split(key, 4)
@@ -300,12 +455,12 @@ def run_study(
                  "lr": tr["lr"]}
     upd, done = bar("train digital", tr["steps"])
 
-    def train_digital():
+    def train_digital(ckpt: pathlib.Path):
         import optax
 
         sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
-        m, _ = fit(net, xtr, ytr, key=k_train, steps=tr["steps"], batch_size=tr["batch_size"],
-                   optimizer=optax.adam(sched), progress=upd)
+        m, _ = _fit_resumable(ckpt, log, net, xtr, ytr, key=k_train, steps=tr["steps"],
+                              batch_size=tr["batch_size"], optimizer=optax.adam(sched), progress=upd)
         return m
 
     digital, cached = parts.model("digital", dep_train, net, train_digital)
@@ -379,16 +534,18 @@ def run_study(
         # noise-aware fine-tuning on this hardware -------------------------------------
         dep_na = {"base": dep_train, "hw": h, "steps": tr["noise_aware_steps"], "lr": tr["noise_aware_lr"],
                   "t": tr["noise_aware_t"] if drifts else None, "dl": n["digital_layers"],
-                  "clip": tr["clip_sigma"], "entries": entries if h["kind"] == "mixed" else None}
+                  "clip": tr["clip_sigma"], "entries": entries if h["kind"] == "mixed" else None,
+                  "key_index": len(rows)}
         upd, done = bar(f"noise-aware training on {h['name']}", tr["noise_aware_steps"])
 
-        def train_na():
+        def train_na(ckpt: pathlib.Path):
             import optax
 
-            m, _ = fit(amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)), steps=tr["noise_aware_steps"],
-                       batch_size=tr["batch_size"], optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
-                       t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
-                       progress=upd)
+            m, _ = _fit_resumable(ckpt, log, amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)),
+                                  steps=tr["noise_aware_steps"], batch_size=tr["batch_size"],
+                                  optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
+                                  t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
+                                  progress=upd)
             return m
 
         na_model, cached = parts.model(f"noise_aware_{h['name']}", dep_na, amodel, train_na)
@@ -396,8 +553,8 @@ def run_study(
         log(f"noise-aware model on {h['name']} {'loaded from parts/' if cached else 'trained'}")
         rows += mc_rows(na_model, "noise-aware", dep_na)
 
-    plot_energy_breakdown(reports, out / "energy_breakdown.png",
-                          title=f"{n['name']} on {d['name']}: energy per inference by layer")
+    with atomic_path(out / "energy_breakdown.png") as tmp:
+        plot_energy_breakdown(reports, tmp, title=f"{n['name']} on {d['name']}: energy per inference by layer")
     # cost-only report of larger networks (shapes only, no accuracy) ----------------------
     report_rows = []
     bs = cfg["report"]["batch_size"]
@@ -431,9 +588,12 @@ def run_study(
             return json.loads(json.dumps(r, default=float))
 
         sweep_rows = parts.json("sweep", {"base": dep_train, "sweep": sw, "seed": s["seed"]}, do_sweep)
-        plot_sweep(sweep_rows, out / "sweep.png", title=f"{n['name']} on {d['name']}, card {sw['card']}")
+        with atomic_path(out / "sweep.png") as tmp:
+            plot_sweep(sweep_rows, tmp, title=f"{n['name']} on {d['name']}, card {sw['card']}")
 
     results = {
+        "config_hash": config_hash,
+        "nds_version": _version(),
         "study": cfg,
         "dataset": {"name": ds.name, "n_test": int(len(ds.y_test)), "n_train": int(len(ds.y_train))},
         "rows": rows,
@@ -442,9 +602,42 @@ def run_study(
         "report": [report_row(n["name"], name, rep, accuracy=_acc_of(rows, name), dataset=ds.name,
                               n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    plot_accuracy_vs_time(results, out / "accuracy_vs_time.png")
+    old_hash, keep_as = _previous_results(out / "results.json", config_hash)
+    if keep_as is not None:
+        import os
+        import warnings
+
+        os.replace(out / "results.json", keep_as)
+        msg = f"{out / 'results.json'} of another configuration ({old_hash}) kept as {keep_as}"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        log(msg)
+    atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    with atomic_path(out / "accuracy_vs_time.png") as tmp:
+        plot_accuracy_vs_time(results, tmp)
     return results
+
+
+def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], *args: Any, **kwargs: Any):
+    """:func:`nds.train.fit` keeping a checkpoint at ``ckpt`` (every 100 steps) and resuming
+    from it; a checkpoint that cannot be read back is named, moved to ``parts/damaged/`` and
+    training starts over."""
+    import os
+    import warnings
+
+    from .train import CheckpointError
+
+    if ckpt.exists():
+        log(f"resuming training from {ckpt}")
+    try:
+        return fit(*args, checkpoint=ckpt, checkpoint_every=100, **kwargs)
+    except CheckpointError as e:
+        dest = ckpt.parent / "damaged"
+        dest.mkdir(exist_ok=True)
+        os.replace(ckpt, dest / ckpt.name)
+        msg = f"{e}; moved to {dest / ckpt.name}; training starts over"
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        log(msg)
+        return fit(*args, checkpoint=ckpt, checkpoint_every=100, **kwargs)
 
 
 def _breakdown(rep: CostReport) -> dict[str, float]:

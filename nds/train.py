@@ -9,6 +9,7 @@ only for rounding and clipping, :mod:`nds._ste`). What trains is a filter
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from ._program import drift as _drift
 from ._program import program as _program
 from .nn._analogize import is_analog_layer
 
-__all__ = ["weights_filter", "clip_weights", "cross_entropy", "accuracy", "predict", "fit"]
+__all__ = ["weights_filter", "clip_weights", "cross_entropy", "accuracy", "predict", "fit", "CheckpointError"]
 
 _TRAINABLE = (eqx.nn.Linear, eqx.nn.Conv2d)
 
@@ -108,6 +109,8 @@ def fit(
     loss_fn: Callable[[Array, Array], Array] = cross_entropy,
     clip_sigma: float | None = None,
     progress: Callable[[int, float], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> tuple[Any, list[float]]:
     """Train ``model`` on ``(x, y)``; returns ``(model, losses)``.
 
@@ -130,10 +133,21 @@ def fit(
             outliers from setting the conductance scale, so most weights use more of the
             conductance range where relative noise is lower). Also applied before step 1.
         progress: optional callback ``(step, loss)``.
+        checkpoint: a file where the training state (trainable leaves, optimizer state,
+            step, key and losses so far; Equinox serialisation, written atomically) is saved
+            every ``checkpoint_every`` steps and at the end. If the file exists, training
+            resumes from it: the result equals that of an unbroken run bit for bit (the same
+            batches, chips and updates). The file records a fingerprint of the run (data,
+            initial trainable leaves, key, steps, batch size and options): a checkpoint of
+            another run is refused. The optimizer must be the same as the one that wrote it
+            (only its state's structure can be checked).
+        checkpoint_every: steps between checkpoints (>= 1).
 
     Raises:
-        ValueError: ``steps`` < 1, ``batch_size`` larger than the data, or an analogized
-            model with ``noise_aware=False``.
+        ValueError: ``steps`` < 1, ``batch_size`` larger than the data, an analogized
+            model with ``noise_aware=False``, or ``checkpoint_every`` < 1.
+        CheckpointError: ``checkpoint`` exists but cannot be read back (names the file and
+            why: damaged, another run's, another optimizer's).
     """
     if steps < 1:
         raise ValueError(f"fit: steps = {steps}, must be >= 1")
@@ -154,6 +168,18 @@ def fit(
     spec = filter_spec if filter_spec is not None else weights_filter(model)
     params, static = eqx.partition(model, spec)
     opt_state = opt.init(params)
+    start = 0
+    losses_arr = np.zeros(steps, np.float64)
+    if checkpoint is not None:
+        if checkpoint_every < 1:
+            raise ValueError(f"fit: checkpoint_every = {checkpoint_every}, must be >= 1")
+        fingerprint = _fingerprint(params, x, y, key, steps=steps, batch_size=batch_size,
+                                   noise_aware=noise_aware, t_drift=t_drift, clip_sigma=clip_sigma)
+        if os.path.exists(checkpoint):
+            start, key, params, opt_state, losses_arr = _load_checkpoint(
+                checkpoint, fingerprint, (params, opt_state, key, losses_arr))
+            if progress is not None and start:
+                progress(start, float(losses_arr[start - 1]))
 
     def loss(p, xb, yb, k):
         m = eqx.combine(p, static)
@@ -173,15 +199,73 @@ def fit(
             p = clip_weights(p, clip_sigma)
         return p, s, l
 
-    losses = []
-    for i in range(steps):
+    for i in range(start, steps):
         key, kb, ks = jax.random.split(key, 3)
         idx = jax.random.choice(kb, n, (batch_size,), replace=False)
         params, opt_state, l = step(params, opt_state, x[idx], y[idx], ks)
         lf = float(l)
         if not np.isfinite(lf):
             raise FloatingPointError(f"fit: loss became {lf} at step {i}")
-        losses.append(lf)
+        losses_arr[i] = lf
         if progress is not None:
             progress(i + 1, lf)
-    return eqx.combine(params, static), losses
+        if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == steps):
+            _save_checkpoint(checkpoint, fingerprint, i + 1, key, params, opt_state, losses_arr)
+    return eqx.combine(params, static), [float(v) for v in losses_arr]
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be resumed from: the message names the file and why."""
+
+
+def _fingerprint(params, x, y, key, **options) -> np.ndarray:
+    """SHA-256 (32 bytes) of what a training run depends on: the data, the initial trainable
+    leaves (shapes, dtypes and values), the key and the options."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for a in (x, y, *jtu.tree_leaves(params)):
+        a = np.asarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.asarray(_key_data(key)).tobytes())
+    h.update(json.dumps(options, sort_keys=True, default=repr).encode())
+    return np.frombuffer(h.digest(), np.uint8).copy()
+
+
+def _save_checkpoint(path, fingerprint, step, key, params, opt_state, losses) -> None:
+    import io
+
+    from ._io import atomic_write
+
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, (fingerprint, np.asarray(step, np.int64), _key_data(key),
+                                    losses, params, opt_state))
+    atomic_write(path, buf.getvalue())
+
+
+def _load_checkpoint(path, fingerprint, like):
+    params, opt_state, key, losses = like
+    template = (np.zeros(32, np.uint8), np.asarray(0, np.int64), _key_data(key), losses, params,
+                opt_state)
+    try:
+        fp, step, kd, losses, params, opt_state = eqx.tree_deserialise_leaves(path, template)
+    except Exception as e:  # noqa: BLE001 - truncated, garbage, another structure
+        raise CheckpointError(f"fit: checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is damaged "
+                              "or was written by another model or optimizer") from None
+    if not np.array_equal(np.asarray(fp), fingerprint):
+        raise CheckpointError(f"fit: checkpoint {path} belongs to another training run (different data, initial "
+                              "weights, key, steps, batch size or options); delete it or give another path")
+    step = int(step)
+    if not 0 <= step <= len(losses):
+        raise CheckpointError(f"fit: checkpoint {path} records step {step}, outside [0, {len(losses)}]")
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(jnp.asarray(kd), impl=jax.random.key_impl(key))
+    else:  # a raw uint32 key (jax.random.PRNGKey)
+        key = jnp.asarray(kd, key.dtype)
+    return step, key, params, opt_state, np.asarray(losses, np.float64).copy()
+
+
+def _key_data(key):
+    return jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
