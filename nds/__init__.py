@@ -10,6 +10,8 @@ See DESIGN.md for the architecture. The public API::
     y     = aged(x, key=k3)
     mc    = nds.monte_carlo(fn, model, key=k4, num_chips=100)
     rep   = nds.cost(model, input_shape=(1, 28, 28))
+    nds.save("chip.nds.safetensors", chip); chip = nds.load("chip.nds.safetensors")
+    nds.save_weights("w.safetensors", model); model = nds.load_weights("w.safetensors", model)
 """
 
 from . import arrays as arrays
@@ -30,6 +32,10 @@ from ._cards import CardInfo as CardInfo
 from ._cards import list_cards as list_cards
 from ._cards import load_card as load_card
 from ._cost_types import Cost as Cost
+from ._io import load as load
+from ._io import load_weights as load_weights
+from ._io import save as save
+from ._io import save_weights as save_weights
 from ._monte_carlo import MonteCarloResult as MonteCarloResult
 from ._monte_carlo import monte_carlo as monte_carlo
 from ._monte_carlo import summarize as summarize

@@ -32,7 +32,7 @@ import equinox as eqx
 
 from ._units import to_si
 
-__all__ = ["CardInfo", "CardError", "AbstractCardModule", "load_card", "list_cards", "card_path"]
+__all__ = ["CardInfo", "CardError", "AbstractCardModule", "load_card", "list_cards", "card_path", "card_kind"]
 
 
 class CardError(ValueError):
@@ -94,21 +94,61 @@ def list_cards() -> list[str]:
 
 
 def card_path(name_or_path: str | pathlib.Path) -> pathlib.Path:
-    """Resolve a shipped card name (``"pcm_joshi2020"``) or a path to a TOML file.
+    """Resolve a shipped card name (``"pcm_joshi2020"``) or a path to a card file.
+
+    In order: an existing file at ``name_or_path`` (any suffix: a card saved without
+    ``.toml`` is found too), then a shipped card of that name, then ``name_or_path`` with
+    ``.toml`` appended (a path given without its suffix).
 
     Raises:
-        FileNotFoundError: neither a shipped name nor an existing file; lists shipped names.
+        FileNotFoundError: none of these exists; the message says what was tried (and that
+            a folder is not a card) and lists the shipped names.
     """
     p = pathlib.Path(name_or_path)
-    if p.suffix == ".toml" and p.is_file():
+    if p.is_file():
         return p
     shipped = _devices_dir() / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
+    with_suffix = p.with_name(p.name + ".toml")
+    if p.suffix != ".toml" and with_suffix.is_file():
+        return with_suffix
+    why = f"{str(name_or_path)!r} is a folder, not a card file" if p.is_dir() else "no such file"
+    tried = [str(p)] + ([str(with_suffix)] if p.suffix != ".toml" else [])
     raise FileNotFoundError(
-        f"card {str(name_or_path)!r}: no such file and no shipped card of that name; "
+        f"card {str(name_or_path)!r}: {why} (tried {', '.join(tried)}) and no shipped card of that name; "
         f"shipped cards: {', '.join(list_cards())}"
     )
+
+
+def _read_toml(path: pathlib.Path) -> dict:
+    """The parsed TOML of a card file. Raises :class:`CardError` naming the file when it is
+    not UTF-8 text (a binary file) or not valid TOML."""
+    where = str(path)
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CardError(f"{where}: not a text (UTF-8) TOML file: byte {e.start} is {e.object[e.start:e.start + 1]!r}"
+                        " (a binary file?)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CardError(f"{where}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise CardError(f"{where}: cannot be read: {e.strerror or e}") from None
+
+
+def card_kind(name_or_path: str | pathlib.Path) -> str:
+    """The ``[meta] kind`` of a card (e.g. to pick the class to load it with).
+
+    Raises:
+        FileNotFoundError: no such card (see :func:`card_path`).
+        CardError: the file is binary, not valid TOML, or has no ``[meta] kind``; names the file.
+    """
+    path = card_path(name_or_path)
+    data = _read_toml(path)
+    meta = data.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+        raise CardError(f"{path}: missing [meta] kind")
+    return meta["kind"]
 
 
 def load_card(name_or_path: str | pathlib.Path, cls: type[T], **overrides: Any) -> T:
@@ -126,17 +166,14 @@ def load_card(name_or_path: str | pathlib.Path, cls: type[T], **overrides: Any) 
 
     Raises:
         FileNotFoundError: no such card.
-        CardError: TOML syntax error, missing ``[meta]``/``[params]``, a ``kind`` that does
+        CardError: a binary (non-UTF-8) file, TOML syntax error, missing ``[meta]``/``[params]``, a ``kind`` that does
             not match ``cls.card_kind``, an unknown or missing parameter, a parameter that is
             not ``{value, unit}``, a unit of the wrong dimension, a value out of range, or
             a relation between parameters violated; the message names file and key.
     """
     path = card_path(name_or_path)
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise CardError(f"{where}: not valid TOML: {e}") from None
+    data = _read_toml(path)
     for table in ("meta", "params"):
         if table not in data or not isinstance(data[table], dict):
             raise CardError(f"{where}: missing table [{table}]")

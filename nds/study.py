@@ -35,8 +35,8 @@ Hardware entries and their keys: :mod:`nds.hardware`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import math
 import pathlib
 import tomllib
 from collections.abc import Callable
@@ -49,11 +49,12 @@ import numpy as np
 
 from ._monte_carlo import monte_carlo, summarize
 from ._program import drift, program
-from ._cards import card_path
+from ._cards import CardError, card_kind
 from ._cost_types import ENERGY_CATEGORIES
-from ._io import atomic_path, atomic_write
+from ._atomic import atomic_path, atomic_write
+from ._parts import _hash, _Parts, _warn
 from .costs import CostReport, cost, plot_energy_breakdown
-from .datasets import DATASETS, SPLITS, load_dataset
+from .datasets import DATASETS, SHAPES, SIZES, SPLITS, load_dataset
 from .hardware import HardwareError, build_tile, entry_defaults, tile_drifts, tile_random
 from .nn._analogize import analogize
 from .nn.models import alexnet, lenet5, mlp, vgg16
@@ -111,50 +112,135 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _bad(where: str, key: str, value: Any, allowed: str) -> StudyError:
+    return StudyError(f"{where}: {key} = {value!r} is not allowed; expected {allowed}")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _build_network(name: str, input_shape: tuple[int, ...], n_classes: int, key: Any) -> Any:
+    """The study's network ``name`` for inputs of ``input_shape``."""
+    if name == "lenet5":
+        return lenet5(input_shape, n_classes, key=key)
+    return mlp((int(np.prod(input_shape)), 256, 128, n_classes), key=key)
+
+
+def _n_layers(name: str, input_shape: tuple[int, ...]) -> int:
+    """Number of convertible (Linear/Conv2d) layers of network ``name`` (built abstractly)."""
+    net = eqx.filter_eval_shape(lambda: _build_network(name, input_shape, 10, jax.random.key(0)))
+    is_conv = lambda x: isinstance(x, (eqx.nn.Linear, eqx.nn.Conv2d))
+    return sum(1 for x in jax.tree_util.tree_leaves(net, is_leaf=is_conv) if is_conv(x))
+
+
 def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
-    """Check a study configuration; returns it. Raises :class:`StudyError`."""
+    """Check a whole study configuration before anything runs; returns it (hardware entries
+    with their defaults filled in).
+
+    Checked, each with a message naming the file (``where``), the key, the value and what is
+    allowed: tables and keys (names and types); ``study.seed`` in [0, 2**32 − 1];
+    ``study.chips``, ``study.chip_batch`` >= 1; ``study.times`` finite seconds >= 0 without
+    repeats, and not empty when an entry drifts; ``dataset.n_train``, ``n_test`` >= 1 and
+    their sum at most the dataset's size; ``training.steps``, ``noise_aware_steps`` >= 1,
+    ``batch_size`` in [1, n_train], ``lr`` and ``noise_aware_lr`` finite and > 0 (a negative
+    rate climbs the loss, zero trains nothing: both refused, not warned, since a study that
+    trains to chance and exits 0 is worse than one that stops), ``noise_aware_t`` finite and
+    >= 0, ``clip_sigma`` finite and > 0; ``network.digital_layers`` indices within the
+    network's layers (or "first"/"last"); every ``[[hardware]]`` entry
+    (:func:`nds.hardware.entry_defaults`: types, ranges, bit widths, names), its cards (they
+    exist, are text, and have the kind its builder needs), its tile built (array sizes and
+    the tile's own checks), a ``mixed`` entry's ``layers`` (one per network layer, each
+    ``"digital"`` or another non-mixed entry); ``[sweep]`` (a resistive card, sizes >= 2,
+    finite resistances >= 0); ``[report]``.
+
+    Raises:
+        StudyError: the first problem found.
+    """
     allowed = set(_SCHEMA) | {"hardware"}
     for k in cfg:
         if k not in allowed:
             raise StudyError(f"{where}: unknown table [{k}]; allowed: {sorted(allowed)}")
     for table, keys in _SCHEMA.items():
+        if not isinstance(cfg.get(table), dict):
+            raise StudyError(f"{where}: [{table}] must be a table, got {cfg.get(table)!r}")
         for k, v in cfg[table].items():
             if k not in keys:
                 raise StudyError(f"{where}: unknown key {table}.{k}; allowed: {sorted(keys)}")
             if not isinstance(v, keys[k]) or isinstance(v, bool):
                 raise StudyError(f"{where}: {table}.{k} = {v!r} has the wrong type; expected {keys[k]}")
-    s = cfg["study"]
-    if s["chips"] < 1 or s["chip_batch"] < 1:
-        raise StudyError(f"{where}: study.chips = {s['chips']} and study.chip_batch = {s['chip_batch']} must be >= 1")
-    if any((not isinstance(t, (int, float))) or t < 0 for t in s["times"]):
-        raise StudyError(f"{where}: study.times = {s['times']}: must be a list of seconds >= 0")
-    if cfg["dataset"]["name"] not in DATASETS:
-        raise StudyError(f"{where}: dataset.name = {cfg['dataset']['name']!r}; allowed: {list(DATASETS)}")
-    if cfg["network"]["name"] not in NETWORKS:
-        raise StudyError(f"{where}: network.name = {cfg['network']['name']!r}; allowed: {list(NETWORKS)}")
+    s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
+    if not 0 <= s["seed"] <= 2**32 - 1:
+        raise _bad(where, "study.seed", s["seed"], "an integer in [0, 4294967295] (a 32-bit PRNG seed)")
+    for k in ("chips", "chip_batch"):
+        if s[k] < 1:
+            raise _bad(where, f"study.{k}", s[k], "an integer >= 1")
+    times = s["times"]
+    if any(not _is_num(t) or not math.isfinite(t) or t < 0 for t in times):
+        raise _bad(where, "study.times", times, "a list of finite times in seconds >= 0")
+    if len(set(float(t) for t in times)) != len(times):
+        raise _bad(where, "study.times", times, "times without repeats")
+    if d["name"] not in DATASETS:
+        raise StudyError(f"{where}: dataset.name = {d['name']!r}; allowed: {list(DATASETS)}")
+    size = SIZES[d["name"]]
+    for k in ("n_train", "n_test"):
+        if k in d and d[k] < 1:
+            raise _bad(where, f"dataset.{k}", d[k], "an integer >= 1")
+    n_train, n_test = d.get("n_train", SPLITS[d["name"]][0]), d.get("n_test", SPLITS[d["name"]][1])
+    if n_train + n_test > size:
+        raise StudyError(f"{where}: dataset.n_train + dataset.n_test = {n_train} + {n_test} = {n_train + n_test} is "
+                         f"more than the {size} examples of dataset {d['name']!r}")
+    if n["name"] not in NETWORKS:
+        raise StudyError(f"{where}: network.name = {n['name']!r}; allowed: {list(NETWORKS)}")
+    n_layers = _n_layers(n["name"], SHAPES[d["name"]])
+    for i in n["digital_layers"]:
+        if not (i in ("first", "last") or (isinstance(i, int) and not isinstance(i, bool) and -n_layers <= i < n_layers)):
+            raise _bad(where, "network.digital_layers", n["digital_layers"],
+                       f"'first', 'last' or layer indices in [{-n_layers}, {n_layers}) ({n['name']} has {n_layers} "
+                       "Linear/Conv2d layers)")
+    for k in ("steps", "noise_aware_steps"):
+        if tr[k] < 1:
+            raise _bad(where, f"training.{k}", tr[k], "an integer >= 1")
+    if not 1 <= tr["batch_size"] <= n_train:
+        raise _bad(where, "training.batch_size", tr["batch_size"], f"an integer in [1, dataset.n_train = {n_train}]")
+    for k in ("lr", "noise_aware_lr"):
+        if not math.isfinite(tr[k]) or tr[k] <= 0:
+            raise _bad(where, f"training.{k}", tr[k], "a finite learning rate > 0 (a negative rate climbs the loss, "
+                       "zero trains nothing)")
+    if not math.isfinite(tr["noise_aware_t"]) or tr["noise_aware_t"] < 0:
+        raise _bad(where, "training.noise_aware_t", tr["noise_aware_t"], "a finite time in seconds >= 0")
+    if not math.isfinite(tr["clip_sigma"]) or tr["clip_sigma"] <= 0:
+        raise _bad(where, "training.clip_sigma", tr["clip_sigma"],
+                   "a finite number > 0 (weights are clipped to ± clip_sigma · std; a large value clips nothing)")
     for net in cfg["report"]["networks"]:
         if net not in COST_NETWORKS:
             raise StudyError(f"{where}: report.networks entry {net!r}; allowed: {sorted(COST_NETWORKS)}")
+    if cfg["report"]["batch_size"] < 1:
+        raise _bad(where, "report.batch_size", cfg["report"]["batch_size"], "an integer >= 1")
     sw = cfg["sweep"]
     try:
-        card_path(sw["card"])
-    except FileNotFoundError as err:
+        kind = card_kind(sw["card"])
+    except (FileNotFoundError, CardError) as err:
         raise StudyError(f"{where}: sweep.card: {err}") from None
-    if any(not isinstance(a, int) or a < 2 for a in sw["array_sizes"]):
-        raise StudyError(f"{where}: sweep.array_sizes = {sw['array_sizes']}: integers >= 2")
-    if any(not isinstance(r, (int, float)) or r < 0 for r in sw["r_wire"]):
-        raise StudyError(f"{where}: sweep.r_wire = {sw['r_wire']}: ohms >= 0")
-    if sw["fidelity"] not in ("exact", "first_order") or sw["chips"] < 1:
-        raise StudyError(f"{where}: sweep.fidelity = {sw['fidelity']!r} ('exact' or 'first_order'), "
-                         f"sweep.chips = {sw['chips']} (>= 1)")
-    if cfg["report"]["batch_size"] < 1:
-        raise StudyError(f"{where}: report.batch_size = {cfg['report']['batch_size']} must be >= 1")
+    if kind not in ("pcm", "rram"):
+        raise StudyError(f"{where}: sweep.card = {sw['card']!r} has kind {kind!r}; a resistive cell (pcm, rram) "
+                         "is needed")
+    if any(not isinstance(a, int) or isinstance(a, bool) or a < 2 for a in sw["array_sizes"]):
+        raise _bad(where, "sweep.array_sizes", sw["array_sizes"], "integers >= 2")
+    if any(not _is_num(r) or not math.isfinite(r) or r < 0 for r in sw["r_wire"]):
+        raise _bad(where, "sweep.r_wire", sw["r_wire"], "finite resistances in ohms >= 0")
+    if sw["fidelity"] not in ("exact", "first_order"):
+        raise _bad(where, "sweep.fidelity", sw["fidelity"], "'exact' or 'first_order'")
+    if sw["chips"] < 1:
+        raise _bad(where, "sweep.chips", sw["chips"], "an integer >= 1")
     hw = cfg["hardware"]
     if not isinstance(hw, list) or not hw:
         raise StudyError(f"{where}: [[hardware]] must list at least one entry")
     names = set()
     out = []
     for i, h in enumerate(hw):
+        if not isinstance(h, dict):
+            raise StudyError(f"{where}: hardware[{i}] must be a table, got {h!r}")
         try:
             e = entry_defaults(h, where, i)
         except HardwareError as err:
@@ -162,13 +248,26 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
         for key in ("card", "memory", "retention", "adc"):
             if isinstance(e.get(key), str) and e[key]:
                 try:
-                    card_path(e[key])
-                except FileNotFoundError as err:
+                    card_kind(e[key])
+                except (FileNotFoundError, CardError) as err:
                     raise StudyError(f"{where}: hardware[{i}].{key}: {err}") from None
         if e["name"] in names or e["name"] == "digital":
             raise StudyError(f"{where}: hardware[{i}].name = {e['name']!r} is repeated or reserved ('digital')")
         names.add(e["name"])
         out.append(e)
+    entries = {e["name"]: e for e in out}
+    for i, e in enumerate(out):
+        if e["kind"] == "mixed" and len(e["layers"]) != n_layers:
+            raise StudyError(f"{where}: hardware[{i}].layers has {len(e['layers'])} entries; {n['name']} has "
+                             f"{n_layers} Linear/Conv2d layers, one entry each ('digital' or an entry name)")
+        try:
+            tile = build_tile(e, entries)
+        except HardwareError as err:
+            msg = str(err).removeprefix(f"hardware {e['name']!r}: ")
+            raise StudyError(f"{where}: hardware[{i}] ({e['name']!r}): {msg}") from None
+        if e.get("standalone", True) and tile_drifts(tile) and not times:
+            raise StudyError(f"{where}: study.times = [] but hardware[{i}] ({e['name']!r}) drifts after programming; "
+                             "give at least one time in seconds (e.g. times = [1.0])")
     cfg["hardware"] = out
     return cfg
 
@@ -190,9 +289,16 @@ def load_study(path: str | pathlib.Path | None = None, **overrides: Any) -> dict
     if path is not None:
         where = str(path)
         try:
-            user = tomllib.loads(pathlib.Path(path).read_text())
+            user = tomllib.loads(pathlib.Path(path).read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise StudyError(f"{where}: no such study file") from None
+        except IsADirectoryError:
+            raise StudyError(f"{where}: a folder, not a study file") from None
+        except UnicodeDecodeError as e:
+            raise StudyError(f"{where}: not a text (UTF-8) TOML file: byte {e.start} is "
+                             f"{e.object[e.start:e.start + 1]!r} (a binary file?)") from None
+        except OSError as e:
+            raise StudyError(f"{where}: cannot be read: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise StudyError(f"{where}: not valid TOML: {e}") from None
         hw = user.pop("hardware", None)
@@ -227,129 +333,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def _hash(obj: Any) -> str:
-    from . import __version__
-
-    return hashlib.sha256(json.dumps([__version__, obj], sort_keys=True).encode()).hexdigest()[:16]
-
-
-class _Parts:
-    """Finished parts of a study on disk (``<out>/parts``), keyed by what they depend on.
-
-    A part named ``name`` whose dependencies hash to ``h`` (:func:`_hash`) lives in
-    ``parts/<name>-<h>.json`` (rows: ``{"hash", "name", "value"}``) or ``parts/<name>-<h>.eqx``
-    with ``parts/<name>-<h>.sha256`` (a trained model, Equinox serialisation, and the SHA-256
-    of its bytes). Different configurations therefore never share a file. Every write is
-    atomic (:func:`nds._io.atomic_write`: a unique temporary file, then a rename), and each
-    part is computed under its own lock (``filelock``, an OS ``flock``), so processes that
-    want the same part wait for the first one and then load its result. A part that cannot
-    be read back (truncated, garbage, empty, wrong hash or checksum) is named in a warning,
-    moved to ``parts/damaged/`` and recomputed.
-    """
-
-    def __init__(self, out: pathlib.Path, log: Callable[[str], None] | None = None):
-        self.dir = pathlib.Path(out) / "parts"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.log = log if log is not None else (lambda s: None)
-
-    def _lock(self, stem: str):
-        import filelock
-
-        locks = self.dir / ".locks"
-        locks.mkdir(exist_ok=True)
-        return filelock.FileLock(locks / f"{stem}.lock")
-
-    def _damaged(self, paths: list[pathlib.Path], why: str) -> None:
-        import os
-        import time
-        import warnings
-
-        dest = self.dir / "damaged"
-        dest.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-        moved = []
-        for p in paths:
-            if p.exists():
-                target = dest / f"{p.name}.{stamp}"
-                os.replace(p, target)
-                moved.append(str(target))
-        msg = f"damaged part {paths[0]}: {why}; moved to {', '.join(moved) or '-'}; recomputing"
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        self.log(msg)
-
-    def json(self, name: str, dep: Any, make: Callable[[], Any], log: Callable[[str], None] | None = None) -> Any:
-        """The value of part ``name`` for dependencies ``dep``: loaded if saved, else
-        ``make()`` (JSON-serialisable), saved atomically and returned."""
-        from ._io import atomic_write
-
-        h = _hash(dep)
-        stem = f"{name}-{h}"
-        p = self.dir / f"{stem}.json"
-        with self._lock(stem):
-            if p.exists():
-                why = None
-                try:
-                    d = json.loads(p.read_bytes())
-                except (ValueError, UnicodeDecodeError) as e:
-                    why = f"not valid JSON ({type(e).__name__}: {e})"
-                else:
-                    if not isinstance(d, dict) or d.get("hash") != h or "value" not in d:
-                        why = f"does not hold the part's hash {h} and value"
-                if why is None:
-                    (log or self.log)(f"{name} loaded from parts/")
-                    return d["value"]
-                self._damaged([p], why)
-            v = make()
-            atomic_write(p, json.dumps({"hash": h, "name": name, "value": v}).encode())
-            return v
-
-    def model(self, name: str, dep: Any, like: Any, make: Callable[[pathlib.Path], Any]) -> tuple[Any, bool]:
-        """``(model, loaded)`` of part ``name``: deserialised (into the structure of ``like``)
-        if saved intact, else ``make(checkpoint)`` saved atomically. ``checkpoint`` is a path
-        where training may keep its own checkpoint to resume from (removed once the part is
-        saved)."""
-        import hashlib
-        import io
-
-        from ._io import atomic_write
-
-        h = _hash(dep)
-        stem = f"{name}-{h}"
-        p, sp, cp = (self.dir / f"{stem}{ext}" for ext in (".eqx", ".sha256", ".ckpt"))
-        with self._lock(stem):
-            if p.exists() or sp.exists():
-                why = None
-                try:
-                    want = sp.read_bytes().decode("ascii").strip()
-                except FileNotFoundError:
-                    want, why = "", "its checksum file is missing (the writer stopped between the two files)"
-                except UnicodeDecodeError:
-                    want, why = "", f"checksum file {sp.name} is not text"
-                if why is None and (len(want) != 64 or any(c not in "0123456789abcdef" for c in want)):
-                    why = f"checksum file {sp.name} does not hold a SHA-256 digest"
-                if why is None:
-                    try:
-                        data = p.read_bytes()
-                    except FileNotFoundError:
-                        data, why = b"", "the model file is missing"
-                if why is None and hashlib.sha256(data).hexdigest() != want:
-                    why = "its content does not match its checksum (truncated or altered)"
-                if why is None:
-                    try:
-                        return eqx.tree_deserialise_leaves(io.BytesIO(data), like), True
-                    except Exception as e:  # noqa: BLE001 - any failure to read means damaged
-                        why = f"cannot be deserialised ({type(e).__name__}: {e})"
-                self._damaged([p, sp], why)
-            m = make(cp)
-            buf = io.BytesIO()
-            eqx.tree_serialise_leaves(buf, m)
-            data = buf.getvalue()
-            atomic_write(p, data)
-            atomic_write(sp, hashlib.sha256(data).hexdigest().encode("ascii"))
-            cp.unlink(missing_ok=True)
-            return m, False
 
 
 def run_study(
@@ -428,7 +411,8 @@ def _previous_results(path: pathlib.Path, config_hash: str) -> tuple[str | None,
 
 def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> dict:
     log = (lambda s: console.print(s)) if console is not None else (lambda s: None)
-    parts = _Parts(out, log)
+    warn = log if console is not None else _warn  # a console shows notices; a library caller gets warnings
+    parts = _Parts(out, log, warn)
     config_hash = _hash(cfg)
     old_hash, keep_as = _previous_results(out / "results.json", config_hash)
     if keep_as is not None:
@@ -439,10 +423,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
     ds = load_dataset(d["name"], n_train=d["n_train"], n_test=d["n_test"], seed=s["seed"])
     xtr, ytr, xte, yte = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
     n_classes = 10
-    if n["name"] == "lenet5":
-        net = lenet5(ds.input_shape, n_classes, key=k_init)
-    else:
-        net = mlp((int(np.prod(ds.input_shape)), 256, 128, n_classes), key=k_init)
+    net = _build_network(n["name"], ds.input_shape, n_classes, k_init)
 
     def bar(desc: str, total: int):
         if progress is None:
@@ -459,7 +440,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         import optax
 
         sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
-        m, _ = _fit_resumable(ckpt, log, net, xtr, ytr, key=k_train, steps=tr["steps"],
+        m, _ = _fit_resumable(ckpt, log, warn, net, xtr, ytr, key=k_train, steps=tr["steps"],
                               batch_size=tr["batch_size"], optimizer=optax.adam(sched), progress=upd)
         return m
 
@@ -541,7 +522,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         def train_na(ckpt: pathlib.Path):
             import optax
 
-            m, _ = _fit_resumable(ckpt, log, amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)),
+            m, _ = _fit_resumable(ckpt, log, warn, amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)),
                                   steps=tr["noise_aware_steps"], batch_size=tr["batch_size"],
                                   optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
                                   t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
@@ -570,10 +551,10 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
     sw = cfg["sweep"]
     if sw["array_sizes"]:
         from . import cells as _cells
-        from ._cards import card_path, load_card
+        from ._cards import load_card
         from .sweep import plot_sweep, sweep_array
 
-        ckind = tomllib.loads(card_path(sw["card"]).read_text())["meta"]["kind"]
+        ckind = card_kind(sw["card"])
         ccls = {"pcm": _cells.PCM, "rram": _cells.RRAM}.get(ckind)
         if ccls is None:
             raise StudyError(f"sweep.card = {sw['card']!r} has kind {ckind!r}; a resistive cell is needed")
@@ -605,24 +586,21 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
     old_hash, keep_as = _previous_results(out / "results.json", config_hash)
     if keep_as is not None:
         import os
-        import warnings
 
         os.replace(out / "results.json", keep_as)
-        msg = f"{out / 'results.json'} of another configuration ({old_hash}) kept as {keep_as}"
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        log(msg)
+        warn(f"{out / 'results.json'} of another configuration ({old_hash}) kept as {keep_as}")
     atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
     with atomic_path(out / "accuracy_vs_time.png") as tmp:
         plot_accuracy_vs_time(results, tmp)
     return results
 
 
-def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], *args: Any, **kwargs: Any):
+def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], warn: Callable[[str], None], *args: Any,
+                   **kwargs: Any):
     """:func:`nds.train.fit` keeping a checkpoint at ``ckpt`` (every 100 steps) and resuming
     from it; a checkpoint that cannot be read back is named, moved to ``parts/damaged/`` and
     training starts over."""
     import os
-    import warnings
 
     from .train import CheckpointError
 
@@ -634,9 +612,7 @@ def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], *args: Any, *
         dest = ckpt.parent / "damaged"
         dest.mkdir(exist_ok=True)
         os.replace(ckpt, dest / ckpt.name)
-        msg = f"{e}; moved to {dest / ckpt.name}; training starts over"
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        log(msg)
+        warn(f"{e}; moved to {dest / ckpt.name}; training starts over")
         return fit(*args, checkpoint=ckpt, checkpoint_every=100, **kwargs)
 
 

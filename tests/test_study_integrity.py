@@ -4,6 +4,7 @@ study per output folder, and results of another configuration kept, never replac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,11 +20,16 @@ import pytest
 import nds
 from nds.study import StudyError, _hash, _Parts, load_study, run_study
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nds.__file__)))
 _WRITER = textwrap.dedent("""
-    import json, os, sys, time
-    from nds._io import atomic_write
-    from nds.study import _Parts
+    import json, os, sys, time, types
+    # nds._parts and nds._atomic need only the standard library and filelock: load them
+    # without the package's __init__ (which imports JAX) so that six processes start quickly
+    pkg = types.ModuleType("nds")
+    pkg.__path__, pkg.__version__ = [sys.argv[3]], "test"
+    sys.modules["nds"] = pkg
+    from nds._atomic import atomic_write
+    from nds._parts import _Parts
+    assert "jax" not in sys.modules
     out, me = sys.argv[1], int(sys.argv[2])
     # 1. one part wanted by every process: computed once, the others wait and load it
     def make():
@@ -33,10 +39,10 @@ _WRITER = textwrap.dedent("""
         return {"rows": list(range(1000)), "by": "whoever came first"}
     v = _Parts(__import__("pathlib").Path(out)).json("row_shared", {"dep": 1}, make)
     assert v["rows"] == list(range(1000)), "torn part"
-    # 2. the same file written 100 times by every process, read back in between
+    # 2. the same file written 300 times by every process, read back in between
     target = os.path.join(out, "hot.json")
     bad = 0
-    for i in range(100):
+    for i in range(300):
         atomic_write(target, json.dumps({"writer": me, "i": i, "pad": "x" * 4000}).encode())
         try:
             d = json.loads(open(target, "rb").read())
@@ -48,13 +54,13 @@ _WRITER = textwrap.dedent("""
 
 
 def test_six_processes_write_one_part_without_tearing_or_losing_it(tmp_path):
-    """Six processes want the same part and rewrite one file 100 times each (the issue's
+    """Six processes want the same part and rewrite one file 300 times each (the issue's
     replay gave 1453 errors in 1800 writes through a shared ``<name>.tmp``): every read sees
     a whole file, the part is computed exactly once and all six get its value, and no
     temporary file is left behind."""
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=_ROOT))
-             for i in range(6)]
+    pkg = os.path.dirname(os.path.abspath(nds.__file__))
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(i), pkg], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err
@@ -62,8 +68,9 @@ def test_six_processes_write_one_part_without_tearing_or_losing_it(tmp_path):
     made = (tmp_path / "made.log").read_text().split()
     assert len(made) == 1, made  # computed once; five processes loaded it
     parts = sorted(p.name for p in (tmp_path / "parts").iterdir() if p.is_file())
-    assert parts == [f"row_shared-{_hash({'dep': 1})}.json"]
-    assert json.loads((tmp_path / "hot.json").read_text())["i"] == 99  # the last write of some writer
+    h = hashlib.sha256(json.dumps(["test", {"dep": 1}], sort_keys=True).encode()).hexdigest()[:16]  # version "test"
+    assert parts == [f"row_shared-{h}.json"]
+    assert json.loads((tmp_path / "hot.json").read_text())["i"] == 299  # the last write of some writer
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
@@ -187,9 +194,6 @@ def test_two_studies_into_one_out_neither_corrupts_nor_replaces_the_other(tmp_pa
     with pytest.warns(RuntimeWarning, match="kept as"):
         b = run_study(cfg_b, out)
     assert json.loads((out / "results.json").read_text())["config_hash"] == _hash(cfg_b) == b["config_hash"]
-    assert (out / f"results-{_hash(cfg_a)}.json").read_bytes() == a_bytes
-    # a rerun of B resumes from its parts and leaves A's results alone
-    run_study(cfg_b, out)
     assert (out / f"results-{_hash(cfg_a)}.json").read_bytes() == a_bytes
     assert sorted(p.name for p in out.glob("results*.json")) == sorted(
         ["results.json", f"results-{_hash(cfg_a)}.json"])

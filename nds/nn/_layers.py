@@ -178,6 +178,11 @@ class AnalogConv2d(AbstractAnalogLayer):
         if x.ndim != 3 or x.shape[0] != c_in:
             raise ValueError(f"layer {self.name!r} (AnalogConv2d, {c_in} input channels): input shape {x.shape}, "
                              f"expected ({c_in}, H, W) (one example; vmap over a batch)")
+        _, ho, wo = self.output_shape(x.shape)
+        if ho < 1 or wo < 1:
+            raise ValueError(f"layer {self.name!r} (AnalogConv2d, kernel {self.weight.shape[2:]}, padding "
+                             f"{self.padding}, stride {self.stride}): input {x.shape[1:]} is smaller than the kernel "
+                             f"after padding (output would be {ho}×{wo})")
         self._require_state()
         x = _check_finite(x, f"layer {self.name!r}")
         p = self._patches(x)

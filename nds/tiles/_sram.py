@@ -190,8 +190,8 @@ class SRAMTile(AbstractTile):
         nb = -(-n_in // self.rows)
         pad = nb * self.rows - n_in
         amax = jnp.max(jnp.abs(w))
-        w_scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
-        w_n = jnp.pad(w / w_scale, ((0, 0), (0, pad)))
+        w_scale = amax  # all-zero weights: scale 0, so every output is exactly 0 (see apply)
+        w_n = jnp.pad(w / jnp.where(amax > 0, amax, jnp.ones_like(amax)), ((0, 0), (0, pad)))
         if self.weight_bits is None:
             planes = w_n[None]
         else:
@@ -276,6 +276,15 @@ class SRAMTile(AbstractTile):
         """One MVM. Returns ``W x`` (weight × input units), or ``±1`` decisions per column with
         ``readout="comparator"``.
 
+        Zero in, zero out (``readout`` "analog" or "adc"): the result is the combined
+        bit-plane code times the weight scale ``max |W|`` times the input scale, so all-zero
+        weights, or an all-zero input with the per-vector scale (``x_range=None``), give
+        exactly 0. With a fixed ``x_range`` an all-zero input drives no word line: the
+        bit lines do not discharge and the analog readout gives exactly 0; an ADC readout
+        gives its modelled comparator offset and noise, and ``mode="charge"`` its kT/C
+        noise, referred to the output. The comparator readout decides ``±1`` even for a zero
+        swing (sign of offset plus noise), as the chip does.
+
         Raises:
             ValueError: ``x`` not 1-D; read noise on and ``key`` None.
         """
@@ -286,11 +295,12 @@ class SRAMTile(AbstractTile):
         p, nb, rows, out = state.w_cells.shape
         n_in = x.shape[0]
         if self.x_range is None:
-            amax = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
-            x_scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
+            # per-vector scale; an all-zero input has scale 0 and gives exactly 0 out
+            x_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
         else:
             x_scale = jnp.asarray(self.x_range, x.dtype)
-        xn = jnp.pad(x / x_scale, (0, nb * rows - n_in)).reshape(nb, rows)
+        safe = jnp.where(x_scale > 0, x_scale, jnp.ones_like(x_scale))
+        xn = jnp.pad(x / safe, (0, nb * rows - n_in)).reshape(nb, rows)
         parts = [(1.0, xn)] + ([(-1.0, -xn)] if self.signed_inputs else [])
         keys = jax.random.split(key, len(parts)) if key is not None else [None] * len(parts)
         y = 0.0

@@ -130,9 +130,9 @@ class SwitchedCapTile(AbstractTile):
         out, n_in = w.shape
         nb = -(-n_in // self.rows)
         amax = jnp.max(jnp.abs(w))
-        w_scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
+        w_scale = amax  # all-zero weights: scale 0, so every output is exactly 0 (see apply)
         big = self.array.n_units
-        n = w / w_scale * big
+        n = w / jnp.where(amax > 0, amax, jnp.ones_like(amax)) * big
         if self.array.w_bits is not None:
             n = clip_ste(round_ste(n), -big, big)
         n = jnp.pad(n, ((0, 0), (0, nb * self.rows - n_in))).reshape(out, nb, self.rows).transpose(1, 0, 2)
@@ -163,6 +163,14 @@ class SwitchedCapTile(AbstractTile):
     def apply(self, state: SwitchedCapState, x: Float[Array, " in"], *, key: PRNGKeyArray | None) -> Float[Array, " out"]:
         """One MVM, returns ``W x`` (weight × input units).
 
+        Zero in, zero out: the result is the digital code times the weight scale ``max |W|``
+        times the input scale, so all-zero weights, or an all-zero input with the per-vector
+        scale (``x_range=None``), give exactly 0 whatever the noise. With a fixed
+        ``x_range`` an all-zero input gives the modelled offsets: the SAR ADC's comparator
+        offset and noise and the kT/C noise of the summing nodes, referred to the output
+        (``x_range · max|W| / (gain · N · levels)`` per volt), i.e. zero mean only when the
+        offsets are off.
+
         Raises:
             ValueError: ``x`` not 1-D; noise on and ``key`` None.
         """
@@ -172,11 +180,12 @@ class SwitchedCapTile(AbstractTile):
             raise ValueError("SwitchedCapTile.apply: kT/C or comparator noise is on, so a `key` is required")
         nb, out = state.banks.c_tot_p.shape
         if self.x_range is None:
-            amax = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
-            x_scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
+            # per-vector scale; an all-zero input has scale 0 and gives exactly 0 out
+            x_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
         else:
             x_scale = jnp.asarray(self.x_range, x.dtype)
-        xn = jnp.pad(x / x_scale, (0, nb * self.rows - x.shape[0])).reshape(nb, self.rows)
+        safe = jnp.where(x_scale > 0, x_scale, jnp.ones_like(x_scale))
+        xn = jnp.pad(x / safe, (0, nb * self.rows - x.shape[0])).reshape(nb, self.rows)
         parts = [(1.0, xn)] + ([(-1.0, -xn)] if self.signed_inputs else [])
         keys = jax.random.split(key, len(parts)) if key is not None else [None] * len(parts)
         y = 0.0
