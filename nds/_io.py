@@ -167,15 +167,31 @@ def save_weights(path: str | os.PathLike, model: Any) -> None:
     atomic_write(path, data)
 
 
-def _read(path: str | os.PathLike, fmt: str) -> tuple[dict, Any]:
+class _Tensors(dict):
+    """The arrays of a file by name; a missing one is a malformed file (names it)."""
+
+    def __init__(self, where: str, arrays: dict):
+        super().__init__(arrays)
+        self.where = where
+
+    def get_tensor(self, name: str) -> np.ndarray:
+        try:
+            return self[name]
+        except KeyError:
+            raise ValueError(f"{self.where}: the description names an array {name!r} that the file lacks") from None
+
+
+def _read(path: str | os.PathLike, fmt: str) -> tuple[dict, _Tensors]:
+    """The header and the arrays (read into memory; the file is closed) of an nds file."""
     import safetensors
 
     where = str(path)
     if not pathlib.Path(path).is_file():
         raise FileNotFoundError(f"{where}: no such file")
     try:
-        f = safetensors.safe_open(where, "numpy")
-        meta = f.metadata() or {}
+        with safetensors.safe_open(where, "numpy") as f:
+            meta = f.metadata() or {}
+            tensors = _Tensors(where, {k: f.get_tensor(k) for k in f.keys()})
     except Exception as e:  # SafetensorError (truncated, garbage), OSError
         raise ValueError(f"{where}: not an nds {fmt} file (safetensors could not read it: {e})") from None
     try:
@@ -194,7 +210,7 @@ def _read(path: str | os.PathLike, fmt: str) -> tuple[dict, Any]:
     if v > FORMAT_VERSION:
         raise ValueError(f"{where}: written by nds {head.get('nds_version')} in format version {v}; this nds "
                          f"reads versions up to {FORMAT_VERSION}: upgrade nds")
-    return head, f
+    return head, tensors
 
 
 def _same_shape(a, b) -> bool:

@@ -30,7 +30,7 @@ class _Parts:
     ``parts/<name>-<h>.json`` (rows: ``{"hash", "name", "value"}``) or ``parts/<name>-<h>.eqx``
     with ``parts/<name>-<h>.sha256`` (a trained model, Equinox serialisation, and the SHA-256
     of its bytes). Different configurations therefore never share a file. Every write is
-    atomic (:func:`nds._io.atomic_write`: a unique temporary file, then a rename), and each
+    atomic (:func:`nds._atomic.atomic_write`: a unique temporary file, then a rename), and each
     part is computed under its own lock (``filelock``, an OS ``flock``), so processes that
     want the same part wait for the first one and then load its result. A part that cannot
     be read back (truncated, garbage, empty, wrong hash or checksum) is named in a warning,

@@ -89,8 +89,13 @@ class Range:
         return " and ".join(x for x in (lo, hi) if x)
 
 
+class _Bits:
+    def __repr__(self) -> str:
+        return "BITS"
+
+
 #: a bit width: an integer in [1, MAX_BITS] or "ideal" (unbounded: no quantization)
-BITS = "bits"
+BITS = _Bits()
 _POS, _NONNEG, _COUNT = Range(0, None, strict_lo=True), Range(0, None), Range(1, None)
 
 

@@ -354,11 +354,12 @@ def run_study(
     written atomically (a unique temporary file, then a rename).
 
     Raises:
-        StudyError: another study holds ``out``; a hardware entry's tile cannot be built (see
-            :func:`make_tile`), or a non-empty ``sweep.array_sizes`` with a ``sweep.card`` that
-            is not a PCM or RRAM card.
-        ValueError: ``dataset.n_train + dataset.n_test`` larger than the dataset
-            (from :func:`nds.datasets.load_dataset`; not checked by :func:`validate_study`).
+        StudyError: another study holds ``out``; for a configuration that did not pass
+            :func:`validate_study`: a hardware entry's tile cannot be built (see
+            :func:`make_tile`), or a ``sweep.card`` that is not a PCM or RRAM card.
+        ValueError: for a configuration that did not pass :func:`validate_study`:
+            ``dataset.n_train + dataset.n_test`` larger than the dataset
+            (from :func:`nds.datasets.load_dataset`).
     """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
