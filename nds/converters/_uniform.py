@@ -109,14 +109,20 @@ class UniformDAC(eqx.Module):
         if self.x_range is not None and not self.x_range > 0:
             raise ValueError(f"UniformDAC.x_range = {self.x_range}: must be > 0 or None (dynamic)")
 
-    def __call__(self, x: Float[Array, " n"]) -> tuple[Float[Array, " n"], Float[Array, ""]]:
-        """Returns ``(levels, scale)`` with ``x ≈ levels * scale`` and ``|levels| <= 1``."""
+    def __call__(self, x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, ""]]:
+        """Returns ``(levels, scale)`` with ``x ≈ levels * scale`` and ``|levels| <= 1``; one
+        scale for the whole of ``x`` (any shape: one example's input vectors).
+
+        Dynamic range: ``scale = max |x|``, which is 0 for an all-zero ``x`` (levels 0), so
+        that anything referred to the input scale downstream (read noise) vanishes with it.
+        """
         if self.x_range is None:
             amax = jnp.max(jnp.abs(x))
-            scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
+            scale = amax
+            xn = x / jnp.where(amax > 0, amax, jnp.ones_like(amax))
         else:
             scale = jnp.asarray(self.x_range, x.dtype)
-        xn = x / scale
+            xn = x / scale
         if self.bits is None:
             return (xn if self.x_range is None else clip_ste(xn, -1.0, 1.0)), scale
         half = 2 ** (self.bits - 1)

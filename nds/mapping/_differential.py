@@ -32,20 +32,21 @@ class DifferentialMapping(eqx.Module):
             raise ValueError(f"DifferentialMapping.scale_mode = {self.scale_mode!r}; allowed: 'max', 'column'")
 
     def scale(self, w: Float[Array, "out in"]) -> Float[Array, " out"]:
-        """Per-output weight scale (weight units per unit of normalized conductance)."""
+        """Per-output weight scale (weight units per unit of normalized conductance), shape
+        (out,); 0 for an all-zero matrix (``"max"``) or an all-zero row (``"column"``), so
+        that the output of such weights is exactly 0 whatever the read noise."""
         if self.scale_mode == "max":
-            s = jnp.max(jnp.abs(w)) * jnp.ones(w.shape[0], w.dtype)
-        else:
-            s = jnp.max(jnp.abs(w), axis=1)
-        return jnp.where(s > 0, s, jnp.ones_like(s))
+            return jnp.max(jnp.abs(w)) * jnp.ones(w.shape[0], w.dtype)
+        return jnp.max(jnp.abs(w), axis=1)
 
     def to_conductance(self, w: Float[Array, "out in"], g_min, g_max, levels: int
                        ) -> tuple[Float[Array, "2 in out"], Float[Array, " out"]]:
         """Target conductances ``(g+, g−)`` stacked on axis 0, transposed to (in, out) so
         that rows are word lines (inputs) and columns are bit lines (outputs), and the
-        per-output scale. Units: S."""
+        per-output scale (0 where the weights are all zero: every device then sits at
+        ``g_min``). Units: S."""
         s = self.scale(w)
-        wn = (w / s[:, None]).T  # (in, out), |wn| <= 1
+        wn = (w / jnp.where(s > 0, s, jnp.ones_like(s))[:, None]).T  # (in, out), |wn| <= 1
         pos, neg = jnp.maximum(wn, 0.0), jnp.maximum(-wn, 0.0)
         if levels:
             pos = round_ste(pos * (levels - 1)) / (levels - 1)

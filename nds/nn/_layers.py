@@ -22,8 +22,18 @@ from ..tiles._abstract import AbstractTile
 __all__ = ["AbstractAnalogLayer", "AnalogLinear", "AnalogConv2d"]
 
 
-def _check_finite(x, where: str):
-    return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{where}: input contains NaN or inf")
+def _finite_check(x, where: str):
+    """A scalar 1 that raises at run time (also under jit) if ``x`` contains NaN or inf;
+    multiply it into the layer's output so that the result depends on the check.
+
+    The cheapest correct form: the predicate is ``max |x|`` (NaN and inf propagate through
+    it; the dynamic DAC computes the same reduction, which XLA shares), only a scalar per
+    example goes through ``eqx.error_if``'s conditional (one conditional per call under
+    ``jax.vmap``: the predicate is reduced over the batch), and the multiplication fuses
+    into the tile's last elementwise pass. No host round trip unless it fails.
+    """
+    amax = jnp.max(jnp.abs(x))
+    return eqx.error_if(jnp.ones((), x.dtype), ~jnp.isfinite(amax), f"{where}: input contains NaN or inf")
 
 
 class AbstractAnalogLayer(eqx.Module):
@@ -105,8 +115,8 @@ class AnalogLinear(AbstractAnalogLayer):
             raise ValueError(f"layer {self.name!r} (AnalogLinear {self.weight.shape[1]}→{self.weight.shape[0]}): "
                              f"input shape {x.shape}, expected ({n_in},) (one example; vmap over a batch)")
         self._require_state()
-        x = _check_finite(x, f"layer {self.name!r}")
-        return self._post(self.tile.apply(self.state, x, key=key))
+        ok = _finite_check(x, f"layer {self.name!r}")
+        return self._post(self.tile.apply(self.state, x, key=key) * ok)
 
     def output_shape(self, input_shape):
         """``(out,)`` whatever the input shape."""
@@ -152,10 +162,11 @@ class AnalogConv2d(AbstractAnalogLayer):
                    padding=pad, name=name)
 
     def _patches(self, x):
+        """(Ho, Wo, C·kh·kw) patches of one example, feature order (C, kh, kw) matching
+        ``weight.reshape(out, -1)`` (patch-major: no transpose before the tile)."""
         kh, kw = self.weight.shape[2:]
         p = jax.lax.conv_general_dilated_patches(
-            x[None], (kh, kw), self.stride, self.padding, dimension_numbers=("NCHW", "OIHW", "NCHW"))
-        # (1, C*kh*kw, Ho, Wo), feature order (C, kh, kw) matching weight.reshape(out, -1)
+            x[None], (kh, kw), self.stride, self.padding, dimension_numbers=("NCHW", "OIHW", "NHWC"))
         return p[0]
 
     def output_shape(self, input_shape):
@@ -184,10 +195,10 @@ class AnalogConv2d(AbstractAnalogLayer):
                              f"{self.padding}, stride {self.stride}): input {x.shape[1:]} is smaller than the kernel "
                              f"after padding (output would be {ho}×{wo})")
         self._require_state()
-        x = _check_finite(x, f"layer {self.name!r}")
+        ok = _finite_check(x, f"layer {self.name!r}")
         p = self._patches(x)
-        k, ho, wo = p.shape
-        cols = p.reshape(k, ho * wo).T
-        y = self.tile.apply_batch(self.state, cols, key=key)  # (P, out)
+        ho, wo, k = p.shape
+        cols = p.reshape(ho * wo, k)
+        y = self.tile.apply_batch(self.state, cols, key=key) * ok  # (P, out)
         y = jax.vmap(self._post)(y)
         return y.T.reshape(-1, ho, wo)

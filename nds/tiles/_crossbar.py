@@ -22,8 +22,24 @@ tiles (Rasch et al., Nat. Commun. 14, 5282 (2023)) with the physical quantities 
 Global drift compensation (Joshi 2020; REFERENCES.md): the mean absolute column output for an
 all-ones input is recorded right after programming; at time ``t`` outputs are scaled by the
 ratio of that reference to its value at ``t``.
-"""
 
+How a read is computed (docs/perf.md). Everything that depends on the chip alone is prepared
+once, at program and drift time, in :class:`CrossbarState`: the normalized differential
+transfer matrix of each row block ``d_b = (M⁺_b − M⁻_b)/(g_max − g_min)`` (and, with C2C
+read noise, ``(M⁺_b² + M⁻_b²)/(g_max − g_min)²``). A read of ``p`` input vectors is then one
+plain 2-D matrix product per row block, ``levels[:, rows_b] @ d_b`` (``v_read`` cancels in
+the normalization), followed by one fused elementwise pass: read noise (one Gaussian per
+column, array and read, from :mod:`nds._rng`), the ADC of each array, the sum of the
+partial sums and the digital scales. Under ``jax.vmap`` over examples (the Equinox
+convention) the block products become ``(batch·p, r) @ (r, out)`` matrix products, with no
+transposes.
+
+Zero in, zero out: the digital output scale is the input's abs-max (dynamic DAC) times the
+weight scale ``max |w|``, so an all-zero input vector or an all-zero weight matrix gives
+exactly zero output, read noise included (the noise is referred to those scales, as in
+aihwkit's noise management). With a fixed-range DAC (``x_range`` set) an all-zero input
+still reads the output noise at that fixed scale (the modelled noise floor).
+"""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -35,6 +51,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cost_types import Cost
+from .._keys import stream
+from .._rng import GENERATORS, normals
 from ..arrays._crossbar import ResistiveCrossbar
 from ..arrays._partition import pad_to
 from ..cells._faults import FaultModel
@@ -51,6 +69,51 @@ def _safe_sqrt(v):
     """``sqrt(v)`` for ``v >= 0`` with a finite (zero) derivative at ``v = 0``."""
     pos = v > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
+def _maybe_on(v) -> bool:
+    """Whether a noise parameter may be non-zero: True for a traced value (its value is not
+    known at trace time; it is then drawn and scaled by the traced value), else ``v != 0``."""
+    if isinstance(v, jax.core.Tracer):
+        return True
+    return bool(np.any(np.asarray(v) != 0))
+
+
+def _is_negative(v) -> bool:
+    """Whether a concrete value is negative (False for a tracer, checked at run time)."""
+    if isinstance(v, jax.core.Tracer):
+        return False
+    return bool(np.any(np.asarray(v) < 0))
+
+
+def _dispatch(fn, ys, params):
+    """``fn(ys, *on)`` with ``on[i]`` whether ``params[i]`` is non-zero: static for concrete
+    values, ``lax.cond`` on ``params[i] != 0`` for traced ones (the branch not taken costs
+    nothing; the whole tail stays one fused pass inside each branch)."""
+    flags = []
+    traced = []
+    for i, v in enumerate(params):
+        if isinstance(v, jax.core.Tracer):
+            flags.append(None)
+            traced.append(i)
+        else:
+            flags.append(_maybe_on(v))
+
+    def go(k, fl):
+        if k == len(traced):
+            return fn(ys, *fl)
+        i = traced[k]
+        on = fl[:i] + [True] + fl[i + 1:]
+        off = fl[:i] + [False] + fl[i + 1:]
+        return jax.lax.cond(jnp.any(params[i] != 0), lambda: go(k + 1, on), lambda: go(k + 1, off))
+
+    return go(0, flags)
+
+
+def _block_bounds(n_in: int, rb: int, r: int) -> list[tuple[int, int]]:
+    """Word-line ranges ``[lo, hi)`` of the ``rb`` row blocks of ``r`` rows (the last may be
+    partial)."""
+    return [(b * r, min((b + 1) * r, n_in)) for b in range(rb)]
 
 
 def _wire_power_blocks(array: ResistiveCrossbar, n_in: int, n_out: int, g: float, v: float) -> float:
@@ -74,7 +137,14 @@ class CrossbarState(eqx.Module):
         nu: (2, in, out) per-device drift exponents.
         g: (2, in, out) conductances at time ``t`` after programming (S).
         m: (2, rb, r, out) per-array transfer matrices (S) of ``g`` through the wires.
-        w_scale: (out,) weight scale (weight units per normalized conductance).
+        d: tuple of ``rb`` arrays ``(r_b, out)``: the normalized differential transfer matrix
+            of row block ``b``, ``(m[0, b] − m[1, b]) / (g_max − g_min)`` over its ``r_b``
+            used rows (dimensionless; what a read multiplies the DAC levels with).
+        d2: with C2C read noise, tuple of ``rb`` arrays ``(r_b, out)``:
+            ``(m[0, b]² + m[1, b]²) / (g_max − g_min)²`` (the per-read variance weights);
+            ``None`` when the cell has no C2C read noise.
+        w_scale: (out,) weight scale (weight units per normalized conductance); 0 for an
+            all-zero weight matrix (or an all-zero row with ``scale_mode="column"``).
         ref0: reference mean |output| right after programming (normalized units).
         comp: drift-compensation factor at ``t`` (1 when off).
         t: seconds since programming.
@@ -84,6 +154,8 @@ class CrossbarState(eqx.Module):
     nu: Float[Array, "2 n_in n_out"]
     g: Float[Array, "2 n_in n_out"]
     m: Float[Array, "2 rb r n_out"]
+    d: tuple[Float[Array, "r n_out"], ...]
+    d2: tuple[Float[Array, "r n_out"], ...] | None
     w_scale: Float[Array, " n_out"]
     ref0: Float[Array, ""]
     comp: Float[Array, ""]
@@ -105,6 +177,9 @@ class CrossbarTile(AbstractTile):
         faults: stuck-at faults sampled per chip at program time (default none).
         write_verify: program with the write-verify loop of this card instead of the cell's
             one-shot programming error (default none).
+        noise_rng: generator of the per-read Gaussians (static): ``"threefry-boxmuller"``
+            (default; exact Gaussian, one hash per two draws) or ``"jax"``
+            (``jax.random.normal``); see :mod:`nds._rng`.
 
     Wire models: ``array=ResistiveCrossbar(rows, cols, wires=ResistiveWires(...))`` gives
     exact IR drop (per-array transfer matrices computed once per programmed state, G+ and
@@ -123,12 +198,15 @@ class CrossbarTile(AbstractTile):
     columns_per_adc: int = eqx.field(static=True, default=1)
     faults: FaultModel | None = None
     write_verify: WriteVerify | None = None
+    noise_rng: str = eqx.field(static=True, default="threefry-boxmuller")
 
     hardware: ClassVar[str] = "crossbar"
 
     def __check_init__(self):
-        if float(self.out_noise) < 0:
+        if _is_negative(self.out_noise):
             raise ValueError(f"CrossbarTile.out_noise = {self.out_noise}: must be >= 0")
+        if self.noise_rng not in GENERATORS:
+            raise ValueError(f"CrossbarTile.noise_rng = {self.noise_rng!r}; allowed: {GENERATORS}")
         if self.columns_per_adc < 1:
             raise ValueError(f"CrossbarTile.columns_per_adc = {self.columns_per_adc}: must be >= 1")
 
@@ -139,20 +217,29 @@ class CrossbarTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
-        """True when ``out_noise`` or the cell's C2C read noise is on (see AbstractTile.needs_key)."""
-        return bool(float(self.out_noise) > 0 or float(self.cell.read_noise_c2c) > 0)
+        """True when ``out_noise`` or the cell's C2C read noise is on (see
+        AbstractTile.needs_key); a traced (differentiable) noise parameter counts as on."""
+        return _maybe_on(self.out_noise) or _maybe_on(self.cell.read_noise_c2c)
 
     # ------------------------------------------------------------------ program time
     def _finish(self, g_prog, nu, g, w_scale, ref0, t) -> CrossbarState:
         m = jax.vmap(self.array.effective)(g)
+        c = self.cell
+        dg = c.g_max - c.g_min
+        bounds = _block_bounds(g.shape[1], m.shape[1], m.shape[2])
+        d = tuple((m[0, b, : hi - lo] - m[1, b, : hi - lo]) / dg for b, (lo, hi) in enumerate(bounds))
+        d2 = None
+        if _maybe_on(c.read_noise_c2c):
+            d2 = tuple((m[0, b, : hi - lo] ** 2 + m[1, b, : hi - lo] ** 2) / dg**2
+                       for b, (lo, hi) in enumerate(bounds))
         ref = self._reference(m)
         ref0 = ref if ref0 is None else ref0
         # no reference signal (every column sums to zero for the all-ones input): no compensation
         ok = (ref > 0) & (ref0 > 0)
         comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
                 else jnp.ones_like(ref))
-        return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, w_scale=w_scale, ref0=ref0, comp=comp,
-                             t=jnp.asarray(t, g.dtype))
+        return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_scale=w_scale, ref0=ref0,
+                             comp=comp, t=jnp.asarray(t, g.dtype))
 
     def _reference(self, m):
         """Mean |column output| (normalized) for an all-ones input at ``v_read``."""
@@ -190,42 +277,93 @@ class CrossbarTile(AbstractTile):
     # ------------------------------------------------------------------ read time
     def apply(self, state: CrossbarState, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None
               ) -> Float[Array, " n_out"]:
-        """One MVM: ``x`` (in,) → ``y ≈ W x`` (out,). Raises ValueError if the tile has read
-        noise and ``key`` is None."""
-        return self.apply_batch(state, x[None], key=key)[0]
+        """One MVM: ``x`` (in,) → ``y ≈ W x`` (out,); as :meth:`apply_batch` with ``p = 1``
+        (the same bits). Raises ValueError if the tile has read noise and ``key`` is None."""
+        if not self.array.wires.is_linear:
+            return self.apply_batch(state, x[None], key=key)[0]
+        return self._read(state, x, key)
 
     def apply_batch(self, state: CrossbarState, x: Float[Array, "p n_in"], *, key: PRNGKeyArray | None
                     ) -> Float[Array, "p n_out"]:
         """``p`` MVMs of one example (e.g. the patches of a convolution): the DAC scale is
         shared (abs-max over the whole example when dynamic); each MVM draws its own read
-        noise. Shapes (p, in) → (p, out).
+        noise. Shapes (p, in) → (p, out). One matrix product per row block against the
+        prepared ``state.d`` and one fused pass for noise, ADC and scales (module docstring);
+        ``jax.vmap`` it over examples.
+
+        Zero in, zero out: an all-zero ``x`` (dynamic DAC) or an all-zero weight matrix
+        gives exactly 0, read noise included.
 
         Raises:
             ValueError: ``key`` is None while the tile has read noise (:attr:`needs_key`).
         """
+        return self._read(state, x, key)
+
+    def _read(self, state: CrossbarState, x, key):
+        """The read of ``x`` of shape (in,) or (p, in) → (out,) or (p, out)."""
         c = self.cell
         levels, x_scale = self.dac(x)
-        v = levels * c.v_read
-        rb, r = state.m.shape[1], state.m.shape[2]
-        vb = pad_to(v, 1, rb * r).reshape(v.shape[0], rb, r)
         if self.array.wires.is_linear:
-            # differential column current I+ − I− = v @ (M+ − M−) (linear: one MVM, exactly)
-            i = jnp.einsum("pbr,brc->pbc", vb, state.m[0] - state.m[1])  # (p, rb, out)
+            bounds = _block_bounds(x.shape[-1], len(state.d), state.m.shape[2])
+            blocks_in = [levels[..., lo:hi] for lo, hi in bounds]
+            # column outputs of every array, normalized: I / (v_read (g_max − g_min))
+            ys = [lv @ d for lv, d in zip(blocks_in, state.d)]
         else:  # non-linear cells: one network solve per read, array and device (slow)
-            i = self.array.read(state.g[0], v) - self.array.read(state.g[1], v)
-        norm = c.v_read * (c.g_max - c.g_min)
-        yn = i / norm
-        if self.needs_key:
-            if key is None:
-                raise ValueError("CrossbarTile.apply: this tile has read noise; pass key=...")
-            k1, k2 = jax.random.split(key)
-            if float(self.out_noise) > 0:
-                yn = yn + self.out_noise * jax.random.normal(k1, yn.shape, yn.dtype)
-            if float(c.read_noise_c2c) > 0:
-                var = jnp.einsum("pbr,brc->pbc", vb**2, state.m[0] ** 2 + state.m[1] ** 2)
-                yn = yn + c.read_noise_c2c * _safe_sqrt(var) / norm * jax.random.normal(k2, yn.shape, yn.dtype)
-        yq = self.adc(yn)
-        return yq.sum(axis=1) * state.w_scale[None, :] * x_scale * state.comp
+            v = levels * c.v_read
+            i = self.array.read(state.g[0], v) - self.array.read(state.g[1], v)  # (p, rb, out)
+            norm = c.v_read * (c.g_max - c.g_min)
+            ys = [i[:, b] / norm for b in range(i.shape[1])]
+        if self.needs_key and key is None:
+            raise ValueError("CrossbarTile.apply: this tile has read noise; pass key=...")
+
+        def tail(ys, out_on: bool, c2c_on: bool):
+            # read noise, ADC of every array, sum of the partial sums, digital scales: one
+            # fused elementwise pass over the block products
+            shape, dtype = ys[0].shape, ys[0].dtype
+            if out_on:
+                sigma = self._checked_nonnegative(self.out_noise, "out_noise")
+                zs = normals(stream(key, "out_noise"), len(ys), shape, dtype, generator=self.noise_rng)
+                ys = [y + sigma * z for y, z in zip(ys, zs)]
+            if c2c_on:
+                # the column sum of per-device Gaussians: one Gaussian per column with variance
+                # Σ_i v_i² (σ g⁺_ij)² + (σ g⁻_ij)² (normalized)
+                sds = self._c2c_sd(state, levels)
+                zs = normals(stream(key, "read_noise_c2c"), len(ys), shape, dtype, generator=self.noise_rng)
+                ys = [y + c.read_noise_c2c * sd * z for y, sd, z in zip(ys, sds, zs)]
+            yq = self.adc(ys[0])
+            for y in ys[1:]:
+                yq = yq + self.adc(y)
+            w_scale = state.w_scale if yq.ndim == 1 else state.w_scale[None, :]
+            return yq * w_scale * x_scale * state.comp
+
+        # a noise parameter known at trace time decides statically; a traced one (a
+        # differentiable card leaf) at run time, with lax.cond: no draws when it is 0
+        return _dispatch(tail, ys, [self.out_noise, c.read_noise_c2c])
+
+    def _c2c_sd(self, state: CrossbarState, levels) -> list:
+        """Per-read standard deviation (normalized, per unit ``read_noise_c2c``) of each
+        block's column sums: ``sqrt(levels_b² @ d2_b)``; (p, out) per block."""
+        if self.array.wires.is_linear:
+            bounds = _block_bounds(levels.shape[-1], len(state.d), state.m.shape[2])
+            d2 = state.d2 if state.d2 is not None else self._d2(state)
+            return [_safe_sqrt(levels[..., lo:hi] ** 2 @ w) for (lo, hi), w in zip(bounds, d2)]
+        rb, r = state.m.shape[1], state.m.shape[2]
+        vb = pad_to(levels, 1, rb * r).reshape(levels.shape[0], rb, r)  # (p, in): non-linear path
+        var = jnp.einsum("pbr,brc->pbc", vb**2, state.m[0] ** 2 + state.m[1] ** 2)
+        return [_safe_sqrt(var[:, b]) / (self.cell.g_max - self.cell.g_min) for b in range(rb)]
+
+    def _d2(self, state: CrossbarState):
+        """``state.d2`` recomputed from ``state.m`` (a state programmed while C2C noise was off)."""
+        dg = self.cell.g_max - self.cell.g_min
+        return tuple((state.m[0, b, : d.shape[0]] ** 2 + state.m[1, b, : d.shape[0]] ** 2) / dg**2
+                     for b, d in enumerate(state.d))
+
+    @staticmethod
+    def _checked_nonnegative(v, name: str):
+        """``v``; under tracing a negative value raises at run time (``eqx.error_if``)."""
+        if isinstance(v, jax.core.Tracer):
+            return eqx.error_if(v, jnp.any(v < 0), f"CrossbarTile.{name} must be >= 0")
+        return v
 
     # ------------------------------------------------------------------ ideal limit
     def ideal(self) -> "CrossbarTile":
@@ -234,7 +372,7 @@ class CrossbarTile(AbstractTile):
             cell=self.cell.ideal(), array=self.array.ideal(), dac=self.dac.ideal(), adc=self.adc.ideal(),
             mapping=self.mapping, out_noise=0.0, drift_compensation=self.drift_compensation,
             converter_costs=self.converter_costs, columns_per_adc=self.columns_per_adc,
-            faults=None, write_verify=None,
+            faults=None, write_verify=None, noise_rng=self.noise_rng,
         )
 
     # ------------------------------------------------------------------ cost
