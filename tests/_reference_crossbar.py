@@ -1,9 +1,9 @@
-"""The crossbar tile's read path as it was before the fast path (nds a5c35d3), kept verbatim
-as the reference the fast path is tested against (tests/test_fast_path.py).
+"""The crossbar and bit-sliced tiles' read paths as they were before the fast path (nds
+a5c35d3), kept as the references the fast path is tested against (tests/test_fast_path.py).
 
-It computes ``einsum("pbr,brc->pbc", v, m⁺ − m⁻)`` on every read (a batched product over row
-blocks), draws read noise with ``jax.random.normal`` from ``jax.random.split(key)``, and uses
-the DAC's old fallback scale of 1 for an all-zero input.
+The crossbar path computes ``einsum("pbr,brc->pbc", v, m⁺ − m⁻)`` on every read (a batched
+product over row blocks), draws read noise with ``jax.random.normal`` from
+``jax.random.split(key)``, and uses the DAC's old fallback scale of 1 for an all-zero input.
 """
 
 from __future__ import annotations
@@ -56,3 +56,38 @@ def reference_apply_batch(tile, state, x, *, key):
             yn = yn + c.read_noise_c2c * _safe_sqrt(var) / norm * jax.random.normal(k2, yn.shape, yn.dtype)
     yq = tile.adc(yn)
     return yq.sum(axis=1) * state.w_scale[None, :] * x_scale * state.comp
+
+
+def reference_bitsliced_apply_batch(tile, state, x, *, key):
+    """``BitSlicedTile.apply_batch`` before the fast path (``column_codes`` inlined): one
+    ``einsum("jpbr,esbrc->jespbc", ...)`` over cycles, planes, slices and row blocks on every
+    read, noise per plane from ``jax.random.split(key)``."""
+    c = tile.cell
+    x_int, xs = tile.inputs.integers(x)
+    xd = tile.inputs.digits(x_int)  # (J, p, n)
+    v_unit = c.v_read / tile.inputs.digit_max
+    v = xd * v_unit
+    E, S, rb, r = state.m.shape[:4]
+    J, p = v.shape[0], v.shape[1]
+    vb = pad_to(v, 2, rb * r).reshape(J, p, rb, r)
+    g_span = c.g_max - c.g_min
+    unit = v_unit * g_span / tile.weights.digit_max
+    i = jnp.einsum("jpbr,esbrc->jespbc", vb, state.m)
+    i_ref = c.g_min * vb.sum(axis=-1)
+    cn = (i - i_ref[:, None, None, :, :, None]) / unit
+    need_key = float(tile.adc_noise) > 0 or float(c.read_noise_c2c) > 0
+    if need_key:
+        k1, k2 = jax.random.split(key)
+    if float(c.read_noise_c2c) > 0:
+        var = jnp.einsum("jpbr,esbrc->jespbc", vb**2, state.m**2) * (c.read_noise_c2c / unit) ** 2
+        cn = cn + _safe_sqrt(var) * jax.random.normal(k1, cn.shape, cn.dtype)
+    col = cn[:, 0] - cn[:, 1] if tile.weights.encoding == "differential" else cn[:, 0]
+    if float(tile.adc_noise) > 0:
+        col = col + tile.adc_noise * tile.adc_lsb * jax.random.normal(k2, col.shape, col.dtype)
+    codes = tile._adc(col)
+    cw = jnp.asarray(tile.inputs.cycle_weights(), codes.dtype)
+    sw = jnp.asarray(tile.weights.slice_weights(), codes.dtype)
+    y = jnp.einsum("j,k,jkpbc->pc", cw, sw, codes)
+    if tile.weights.offset:
+        y = y - tile.weights.offset * x_int.sum(axis=-1)[:, None]
+    return y * state.w_step * (xs / tile.inputs.q)

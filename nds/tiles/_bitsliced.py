@@ -30,6 +30,20 @@ blocks) for the offset encoding and by 0 for the differential one when the offse
 to both arrays of a pair (it is applied once to the difference here, so also
 ``Σ_j c_j Σ_k 2^(b k) rb``); Gaussian ADC noise of σ LSB gives output variance
 ``σ² rb Σ_j c_j² Σ_k 4^(b k)``.
+
+How a read is computed (docs/perf.md). At program and drift time the state prepares, per row
+block ``b``, the column matrix in digit products of every slice side by side,
+``d_b = (M_b − g_min)(2^b − 1)/g_span`` (offset; the ideal reference column folded in) or
+``(M⁺_b − M⁻_b)(2^b − 1)/g_span`` (differential: the two arrays of a pair subtracted before the
+conversion, as the ADC sees them), shape ``(r_b, S·out)``. A read is one plain matrix product
+per row block, ``digits (J·p, r_b) @ d_b``, and one fused pass: C2C read noise (one Gaussian
+per converted column, with the variance of the column's summed device noise — for a
+differential pair the sum of both arrays'), ADC noise, offset and conversion, and the
+shift-and-add reduction over cycles, slices and row blocks.
+
+Zero in, zero out: the digital output scale is the input's abs-max times the weight scale
+``max |w|``, so an all-zero input or an all-zero weight matrix gives exactly 0, ADC offset and
+noise included (they are referred to those scales).
 """
 
 from __future__ import annotations
@@ -43,6 +57,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
 from .._cost_types import Cost
+from .._keys import stream
+from .._rng import GENERATORS, normals
 from .._ste import clip_ste, round_ste
 from ..arrays._crossbar import ResistiveCrossbar
 from ..cells._faults import FaultModel
@@ -52,11 +68,13 @@ from ..converters._uniform import ConverterCosts
 from ..mapping._bitslice import BitSliceMapping, InputSlicing, adc_bits_exact
 from ..arrays._partition import pad_to
 from ._abstract import AbstractTile
+from ._crossbar import _block_bounds, _dispatch, _is_negative, _maybe_on
 
 __all__ = ["BitSliceDesign", "BitSlicedState", "BitSlicedTile"]
 
 
 def _safe_sqrt(v):
+    """``sqrt(v)`` for ``v >= 0`` with a finite (zero) derivative at ``v = 0``."""
     pos = v > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
@@ -104,7 +122,11 @@ class BitSlicedState(eqx.Module):
         nu: (E, S, in, out) drift exponents.
         g: (E, S, in, out) conductances at ``t`` (S).
         m: (E, S, rb, r, out) per-array transfer matrices (S).
-        w_step: weight units per integer weight step (``s_w / Q_w``).
+        d: tuple of ``rb`` arrays ``(r_b, S·out)``: per row block, the column matrix of every
+            slice in digit products (module docstring), slices side by side.
+        d2: with C2C read noise, tuple of ``rb`` arrays ``(r_b, S·out)``: the per-read
+            variance weights ``Σ_e M_e² ((2^b − 1)/g_span)²``; ``None`` without.
+        w_step: weight units per integer weight step (``s_w / Q_w``); 0 for all-zero weights.
         t: seconds since programming.
     """
 
@@ -112,6 +134,8 @@ class BitSlicedState(eqx.Module):
     nu: Float[Array, "E S n_in n_out"]
     g: Float[Array, "E S n_in n_out"]
     m: Float[Array, "E S rb r n_out"]
+    d: tuple[Float[Array, "r s_out"], ...]
+    d2: tuple[Float[Array, "r s_out"], ...] | None
     w_step: Float[Array, ""]
     t: Float[Array, ""]
 
@@ -134,6 +158,8 @@ class BitSlicedTile(AbstractTile):
         buffer: optional on-chip buffer (e.g. ``nds.memory.EDRAM`` from ``mem_edram_isaac``):
             inputs read and outputs written once per MVM (cost only).
         faults, write_verify: as :class:`nds.tiles.CrossbarTile`.
+        noise_rng: generator of the per-read Gaussians (static), as
+            :attr:`nds.tiles.CrossbarTile.noise_rng`.
 
     Raises:
         ValueError: ``adc_lsb <= 0``, negative noise, ``adc_bits < 1``,
@@ -154,6 +180,7 @@ class BitSlicedTile(AbstractTile):
     buffer: Any = None
     faults: FaultModel | None = None
     write_verify: WriteVerify | None = None
+    noise_rng: str = eqx.field(static=True, default="threefry-boxmuller")
 
     hardware: ClassVar[str] = "bitsliced"
 
@@ -162,8 +189,10 @@ class BitSlicedTile(AbstractTile):
             raise ValueError(f"BitSlicedTile.adc_lsb = {self.adc_lsb}: must be > 0 (digit products)")
         if self.adc_bits is not None and self.adc_bits < 1:
             raise ValueError(f"BitSlicedTile.adc_bits = {self.adc_bits}: must be >= 1 or None")
-        if not isinstance(self.adc_noise, jax.core.Tracer) and float(self.adc_noise) < 0:
+        if _is_negative(self.adc_noise):
             raise ValueError(f"BitSlicedTile.adc_noise = {self.adc_noise}: must be >= 0 (LSB rms)")
+        if self.noise_rng not in GENERATORS:
+            raise ValueError(f"BitSlicedTile.noise_rng = {self.noise_rng!r}; allowed: {GENERATORS}")
         if self.columns_per_adc < 1:
             raise ValueError(f"BitSlicedTile.columns_per_adc = {self.columns_per_adc}: must be >= 1")
 
@@ -194,8 +223,9 @@ class BitSlicedTile(AbstractTile):
 
     @property
     def needs_key(self) -> bool:
-        """True when ADC noise or the cell's C2C read noise is on (see AbstractTile.needs_key)."""
-        return bool(float(self.adc_noise) > 0 or float(self.cell.read_noise_c2c) > 0)
+        """True when ADC noise or the cell's C2C read noise is on (see AbstractTile.needs_key);
+        a traced (differentiable) noise parameter counts as on."""
+        return _maybe_on(self.adc_noise) or _maybe_on(self.cell.read_noise_c2c)
 
     @property
     def adc_bits_needed(self) -> int:
@@ -228,11 +258,31 @@ class BitSlicedTile(AbstractTile):
             if key is None:
                 raise ValueError("BitSlicedTile.program: faults are sampled per chip; pass key=...")
             g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=jax.random.fold_in(key, 1))
-        return self._finish(g_prog, nu, g_prog, s / self.weights.q, 0.0)
+        # the weight scale max|w| itself (0 for all-zero weights: zero out, whatever the noise)
+        del s
+        return self._finish(g_prog, nu, g_prog, jnp.max(jnp.abs(w)) / self.weights.q, 0.0)
 
     def _finish(self, g_prog, nu, g, w_step, t):
         m = jax.vmap(jax.vmap(self.array.effective))(g)
-        return BitSlicedState(g_prog=g_prog, nu=nu, g=g, m=m, w_step=w_step, t=jnp.asarray(t, g.dtype))
+        c = self.cell
+        k = self.weights.digit_max / (c.g_max - c.g_min)  # digit products per siemens
+        E, S, rb, r, n_out = m.shape
+        bounds = _block_bounds(g.shape[2], rb, r)
+
+        def side_by_side(a):  # (S, r_b, out) -> (r_b, S·out)
+            return jnp.moveaxis(a, 0, 1).reshape(a.shape[1], S * n_out)
+
+        if self.weights.encoding == "differential":
+            d = tuple(side_by_side((m[0, :, b, : hi - lo] - m[1, :, b, : hi - lo]) * k)
+                      for b, (lo, hi) in enumerate(bounds))
+        else:  # the ideal reference column at g_min, folded in
+            d = tuple(side_by_side((m[0, :, b, : hi - lo] - c.g_min) * k) for b, (lo, hi) in enumerate(bounds))
+        d2 = None
+        if _maybe_on(c.read_noise_c2c):
+            d2 = tuple(side_by_side(jnp.sum(m[:, :, b, : hi - lo] ** 2, axis=0) * k**2)
+                       for b, (lo, hi) in enumerate(bounds))
+        return BitSlicedState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_step=w_step,
+                              t=jnp.asarray(t, g.dtype))
 
     def drift(self, state: BitSlicedState, t, *, key: PRNGKeyArray | None = None) -> BitSlicedState:
         """State ``t`` s after programming (no drift compensation: the ADC grid is fixed)."""
@@ -252,38 +302,78 @@ class BitSlicedTile(AbstractTile):
         Raises:
             ValueError: ``key`` is None while the tile has read noise (:attr:`needs_key`).
         """
-        c = self.cell
         x_int, xs = self.inputs.integers(x)
-        xd = self.inputs.digits(x_int)  # (J, p, n)
+        codes = self._read(state, x_int, key, lambda cols: jnp.stack(
+            [jnp.moveaxis(c.reshape(c.shape[:2] + (-1, state.m.shape[-1])), 2, 1) for c in cols], axis=3))
+        return codes, x_int, xs
+
+    def _columns(self, state: BitSlicedState, xd):
+        """Column values (digit products, before noise and ADC) of every row block for the
+        cycle digits ``xd`` (J, p, in): a list of ``rb`` arrays (J, p, S·out)."""
+        if self.array.wires.is_linear:
+            bounds = _block_bounds(xd.shape[-1], len(state.d), state.m.shape[3])
+            return [xd[..., lo:hi] @ d for (lo, hi), d in zip(bounds, state.d)]
+        # non-linear cells: one network solve per read, array, slice and cycle (slow)
+        c = self.cell
         v_unit = c.v_read / self.inputs.digit_max
         v = xd * v_unit
         E, S, rb, r = state.m.shape[:4]
         J, p = v.shape[0], v.shape[1]
         vb = pad_to(v, 2, rb * r).reshape(J, p, rb, r)
-        g_span = c.g_max - c.g_min
-        unit = v_unit * g_span / self.weights.digit_max  # A per digit product
-        if self.array.wires.is_linear:
-            i = jnp.einsum("jpbr,esbrc->jespbc", vb, state.m)
-        else:
-            rd = lambda g2, vv: self.array.read(g2, vv)  # (p, rb, out)
-            i = jax.vmap(lambda vv: jax.vmap(jax.vmap(lambda g2: rd(g2, vv)))(state.g))(v)
+        unit = v_unit * (c.g_max - c.g_min) / self.weights.digit_max  # A per digit product
+        rd = lambda g2, vv: self.array.read(g2, vv)  # (p, rb, out)
+        i = jax.vmap(lambda vv: jax.vmap(jax.vmap(lambda g2: rd(g2, vv)))(state.g))(v)  # (J, E, S, p, rb, out)
         i_ref = c.g_min * vb.sum(axis=-1)  # (J, p, rb): ideal reference column at g_min
-        cn = (i - i_ref[:, None, None, :, :, None]) / unit  # (J, E, S, p, rb, out)
-        need_key = self.needs_key
-        if need_key and key is None:
+        cn = (i - i_ref[:, None, None, :, :, None]) / unit
+        col = cn[:, 0] - cn[:, 1] if self.weights.encoding == "differential" else cn[:, 0]  # (J, S, p, rb, out)
+        return [jnp.moveaxis(col[:, :, :, b], 1, 2).reshape(J, p, -1) for b in range(rb)]
+
+    def _read(self, state: BitSlicedState, x_int, key, finish):
+        """Columns, read noise and ADC of every row block, then ``finish(codes)`` with
+        ``codes`` a list of ``rb`` arrays (J, p, S·out) (inside the fused pass)."""
+        c = self.cell
+        xd = self.inputs.digits(x_int)  # (J, p, n)
+        cols = self._columns(state, xd)
+        if self.needs_key and key is None:
             raise ValueError("BitSlicedTile.apply: this tile has read noise; pass key=...")
-        if need_key:
-            k1, k2 = jax.random.split(key)
-        if float(c.read_noise_c2c) > 0:
-            var = jnp.einsum("jpbr,esbrc->jespbc", vb**2, state.m**2) * (c.read_noise_c2c / unit) ** 2
-            cn = cn + _safe_sqrt(var) * jax.random.normal(k1, cn.shape, cn.dtype)
-        if self.weights.encoding == "differential":
-            col = cn[:, 0] - cn[:, 1]
-        else:
-            col = cn[:, 0]
-        if float(self.adc_noise) > 0:
-            col = col + self.adc_noise * self.adc_lsb * jax.random.normal(k2, col.shape, col.dtype)
-        return self._adc(col), x_int, xs
+
+        def tail(cols, c2c_on: bool, adc_on: bool):
+            shape, dtype = cols[0].shape, cols[0].dtype
+            if c2c_on:
+                # one Gaussian per converted column with the variance of its summed device noise
+                if self.array.wires.is_linear:
+                    bounds = _block_bounds(xd.shape[-1], len(state.d), state.m.shape[3])
+                    d2 = state.d2 if state.d2 is not None else self._d2(state)
+                    sds = [_safe_sqrt(xd[..., lo:hi] ** 2 @ w) for (lo, hi), w in zip(bounds, d2)]
+                else:
+                    sds = self._c2c_sd_nonlinear(state, xd)
+                zs = normals(stream(key, "read_noise_c2c"), len(cols), shape, dtype, generator=self.noise_rng)
+                cols = [col + c.read_noise_c2c * sd * z for col, sd, z in zip(cols, sds, zs)]
+            if adc_on:
+                zs = normals(stream(key, "adc_noise"), len(cols), shape, dtype, generator=self.noise_rng)
+                cols = [col + self.adc_noise * self.adc_lsb * z for col, z in zip(cols, zs)]
+            return finish([self._adc(col) for col in cols])
+
+        return _dispatch(tail, cols, [c.read_noise_c2c, self.adc_noise])
+
+    def _d2(self, state: BitSlicedState):
+        """``state.d2`` recomputed from ``state.m`` (a state programmed while C2C noise was off)."""
+        c = self.cell
+        k = self.weights.digit_max / (c.g_max - c.g_min)
+        E, S, rb, r, n_out = state.m.shape
+        return tuple(jnp.moveaxis(jnp.sum(state.m[:, :, b, : d.shape[0]] ** 2, axis=0) * k**2, 0, 1
+                                  ).reshape(d.shape[0], S * n_out) for b, d in enumerate(state.d))
+
+    def _c2c_sd_nonlinear(self, state: BitSlicedState, xd):
+        """Per-read C2C standard deviation (digit products, per unit ``read_noise_c2c``) from
+        the small-signal transfer matrices, for non-linear wires: rb arrays (J, p, S·out)."""
+        c = self.cell
+        E, S, rb, r, n_out = state.m.shape
+        J, p = xd.shape[0], xd.shape[1]
+        xb = pad_to(xd, 2, rb * r).reshape(J, p, rb, r)
+        k = self.weights.digit_max / (c.g_max - c.g_min)
+        var = jnp.einsum("jpbr,esbrc->jspbc", xb**2, state.m**2) * k**2
+        return [_safe_sqrt(jnp.moveaxis(var[:, :, :, b], 1, 2).reshape(J, p, -1)) for b in range(rb)]
 
     def _adc(self, col):
         col = col + self.adc_offset * self.adc_lsb
@@ -298,14 +388,31 @@ class BitSlicedTile(AbstractTile):
 
     def apply_batch(self, state: BitSlicedState, x: Float[Array, "p n_in"], *, key: PRNGKeyArray | None
                     ) -> Float[Array, "p n_out"]:
-        """``p`` MVMs of one example (shared input scale): (p, in) → (p, out)."""
-        codes, x_int, xs = self.column_codes(state, x, key=key)
-        cw = jnp.asarray(self.inputs.cycle_weights(), codes.dtype)
-        sw = jnp.asarray(self.weights.slice_weights(), codes.dtype)
-        y = jnp.einsum("j,k,jkpbc->pc", cw, sw, codes)
+        """``p`` MVMs of one example (shared input scale): (p, in) → (p, out). One matrix
+        product per row block against the prepared ``state.d`` and one fused pass for noise,
+        ADC and shift-and-add (module docstring). An all-zero ``x`` or all-zero weights give
+        exactly 0.
+
+        Raises:
+            ValueError: ``key`` is None while the tile has read noise (:attr:`needs_key`).
+        """
+        x_int, xs = self.inputs.integers(x)
+        S, n_out = self.weights.n_slices, state.m.shape[-1]
+        cw = jnp.asarray(self.inputs.cycle_weights(), x_int.dtype)
+        sw = jnp.asarray(self.weights.slice_weights(), x_int.dtype)
+
+        def shift_add(codes):
+            y = 0.0
+            for cb in codes:  # (J, p, S·out) per row block
+                y = y + jnp.einsum("j,k,jpkc->pc", cw, sw, cb.reshape(cb.shape[:2] + (S, n_out)))
+            return y
+
+        y = self._read(state, x_int, key, shift_add)
         if self.weights.offset:
             y = y - self.weights.offset * x_int.sum(axis=-1)[:, None]
-        return y * state.w_step * (xs / self.inputs.q)
+        # the input scale max|x| itself (0 for an all-zero input: zero out, whatever the noise)
+        amax = jnp.max(jnp.abs(x))
+        return y * state.w_step * (jnp.where(amax > 0, xs, 0.0) / self.inputs.q)
 
     # ------------------------------------------------------------------ ideal limit
     def ideal(self) -> "BitSlicedTile":
@@ -318,7 +425,7 @@ class BitSlicedTile(AbstractTile):
             inputs=InputSlicing(input_bits=None, dac_bits=self.inputs.dac_bits, signed=True),
             adc_bits=None, adc_lsb=self.adc_lsb, adc_offset=0.0, adc_noise=0.0,
             columns_per_adc=self.columns_per_adc, output_bits=self.output_bits,
-            converter_costs=self.converter_costs, buffer=self.buffer,
+            converter_costs=self.converter_costs, buffer=self.buffer, noise_rng=self.noise_rng,
         )
 
     # ------------------------------------------------------------------ cost
