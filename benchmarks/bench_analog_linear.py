@@ -50,6 +50,7 @@ repetitions (default 15 / 5).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -145,7 +146,7 @@ def _nds_groups() -> tuple[dict, dict]:
         quiet = eqx.tree_at(lambda c: c.tile.out_noise, chip, 0.0)
         bare = eqx.tree_at(lambda c: (c.tile.dac, c.tile.adc), quiet,
                            (nds.converters.UniformDAC(bits=None), nds.converters.UniformADC(bits=None)))
-        jaxrng = eqx.tree_at(lambda c: c.tile, chip, eqx.tree_at(lambda t: t.noise_rng, chip.tile, "jax"))
+        jaxrng = eqx.tree_at(lambda c: c.tile, chip, dataclasses.replace(chip.tile, noise_rng="jax"))
         fwd_cases[f"nds_{rows}"] = block(fwd, chip, x, k[4])
         fwd_cases[f"nds_{rows}_no_read_noise"] = block(fwd, quiet, x, None)
         fwd_cases[f"nds_{rows}_no_converters"] = block(fwd, bare, x, None)
@@ -250,8 +251,10 @@ def _run_setting(threads: int, rounds: int, inner: int) -> dict:
     cmd = ["taskset", "-c", cpus, sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
            "--threads", str(threads), "--rounds", str(rounds), "--inner", str(inner)]
     load = os.getloadavg()
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed ({' '.join(cmd)}):\n{p.stderr[-4000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
     r["load_average_before"] = load
     r["command"] = " ".join(cmd)
     r["xla_flags"] = env.get("XLA_FLAGS", "")

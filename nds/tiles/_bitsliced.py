@@ -68,7 +68,7 @@ from ..converters._uniform import ConverterCosts
 from ..mapping._bitslice import BitSliceMapping, InputSlicing, adc_bits_exact
 from ..arrays._partition import pad_to
 from ._abstract import AbstractTile
-from ._crossbar import _block_bounds, _dispatch, _is_negative, _maybe_on
+from ._crossbar import _block_bounds, _dispatch, _is_negative, _maybe_on, _unstack
 
 __all__ = ["BitSliceDesign", "BitSlicedState", "BitSlicedTile"]
 
@@ -272,14 +272,15 @@ class BitSlicedTile(AbstractTile):
         def side_by_side(a):  # (S, r_b, out) -> (r_b, S·out)
             return jnp.moveaxis(a, 0, 1).reshape(a.shape[1], S * n_out)
 
+        planes = [_unstack(p, axis=1) for p in _unstack(m)]  # [e][b]: (S, r, out); see _unstack
         if self.weights.encoding == "differential":
-            d = tuple(side_by_side((m[0, :, b, : hi - lo] - m[1, :, b, : hi - lo]) * k)
+            d = tuple(side_by_side((planes[0][b][:, : hi - lo] - planes[1][b][:, : hi - lo]) * k)
                       for b, (lo, hi) in enumerate(bounds))
         else:  # the ideal reference column at g_min, folded in
-            d = tuple(side_by_side((m[0, :, b, : hi - lo] - c.g_min) * k) for b, (lo, hi) in enumerate(bounds))
+            d = tuple(side_by_side((planes[0][b][:, : hi - lo] - c.g_min) * k) for b, (lo, hi) in enumerate(bounds))
         d2 = None
         if _maybe_on(c.read_noise_c2c):
-            d2 = tuple(side_by_side(jnp.sum(m[:, :, b, : hi - lo] ** 2, axis=0) * k**2)
+            d2 = tuple(side_by_side(sum(pl[b][:, : hi - lo] ** 2 for pl in planes) * k**2)
                        for b, (lo, hi) in enumerate(bounds))
         return BitSlicedState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_step=w_step,
                               t=jnp.asarray(t, g.dtype))

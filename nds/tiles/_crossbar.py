@@ -110,6 +110,13 @@ def _dispatch(fn, ys, params):
     return go(0, flags)
 
 
+def _unstack(a, axis: int = 0) -> list:
+    """``[a[i] for i along axis]`` through ``lax.split``, whose transpose is a concatenation:
+    indexing a leading axis transposes to a zero pad per piece, which XLA CPU fuses into
+    slow loops in the backward pass of noise-aware training."""
+    return [jnp.squeeze(p, axis) for p in jax.lax.split(a, (1,) * a.shape[axis], axis=axis)]
+
+
 def _block_bounds(n_in: int, rb: int, r: int) -> list[tuple[int, int]]:
     """Word-line ranges ``[lo, hi)`` of the ``rb`` row blocks of ``r`` rows (the last may be
     partial)."""
@@ -227,23 +234,30 @@ class CrossbarTile(AbstractTile):
         c = self.cell
         dg = c.g_max - c.g_min
         bounds = _block_bounds(g.shape[1], m.shape[1], m.shape[2])
-        d = tuple((m[0, b, : hi - lo] - m[1, b, : hi - lo]) / dg for b, (lo, hi) in enumerate(bounds))
+        mp, mn = (_unstack(a) for a in _unstack(m))  # per device, per row block: (r, out)
+        d = tuple((mp[b][: hi - lo] - mn[b][: hi - lo]) / dg for b, (lo, hi) in enumerate(bounds))
         d2 = None
         if _maybe_on(c.read_noise_c2c):
-            d2 = tuple((m[0, b, : hi - lo] ** 2 + m[1, b, : hi - lo] ** 2) / dg**2
-                       for b, (lo, hi) in enumerate(bounds))
+            d2 = tuple((mp[b][: hi - lo] ** 2 + mn[b][: hi - lo] ** 2) / dg**2 for b, (lo, hi) in enumerate(bounds))
         ref = self._reference(m)
-        ref0 = ref if ref0 is None else ref0
-        # no reference signal (every column sums to zero for the all-ones input): no compensation
-        ok = (ref > 0) & (ref0 > 0)
-        comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
-                else jnp.ones_like(ref))
+        if ref0 is None:
+            # program time: the reference is recorded and the compensation is ref/ref = 1 (the
+            # same value, without a dependence on the reference: noise-aware training without
+            # ageing then never differentiates through it)
+            ref0 = ref
+            comp = jnp.ones_like(ref)
+        else:
+            # no reference signal (every column sums to zero for the all-ones input): no compensation
+            ok = (ref > 0) & (ref0 > 0)
+            comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
+                    else jnp.ones_like(ref))
         return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_scale=w_scale, ref0=ref0,
                              comp=comp, t=jnp.asarray(t, g.dtype))
 
     def _reference(self, m):
         """Mean |column output| (normalized) for an all-ones input at ``v_read``."""
-        diff = (m[0] - m[1]).sum(axis=(0, 1))
+        mp, mn = _unstack(m)  # = m[0], m[1]; see _unstack
+        diff = (mp - mn).sum(axis=(0, 1))
         return jnp.mean(jnp.abs(diff)) / (self.cell.g_max - self.cell.g_min)
 
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> CrossbarState:
