@@ -36,8 +36,9 @@ intra_op_parallelism_threads=1"`` and ``torch.set_num_threads(1)``; 2 threads =
 Measurement: rounds interleave every measurement of every framework (reference first); in a
 round each function runs ``--inner`` times after warm-up and its fastest run counts; the
 ratio of a round is that time over the same round's reference; the figure reported is the
-median over ``--rounds`` rounds (robust to other load on a shared machine). Absolute medians
-are kept in the JSON too.
+median over ``--rounds`` rounds (robust to other load on a shared machine). The JSON also
+keeps the median ratio of process CPU times (``cpu_ratio``: with one thread the work itself,
+insensitive to waiting for a shared core) and the median absolute times.
 
 Run (one command; writes ``benchmarks/results/analog_linear.json`` and prints the table)::
 
@@ -69,33 +70,41 @@ W_NOISE = 0.038
 
 
 # ---------------------------------------------------------------------------- timing
-def _best_of(f, inner: int) -> float:
-    best = float("inf")
+def _best_of(f, inner: int) -> tuple[float, float]:
+    """Fastest of ``inner`` runs: (wall seconds, process CPU seconds of that run)."""
+    best, cpu = float("inf"), float("inf")
     for _ in range(inner):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         f()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        t, c = time.perf_counter() - t0, time.process_time() - c0
+        if t < best:
+            best, cpu = t, c
+    return best, cpu
 
 
 def _interleaved(groups: dict, rounds: int, inner: int) -> dict:
     """``groups``: name -> (reference callable, {case: callable}). Returns per group and case
-    the median ratio over rounds and the median absolute times (s)."""
+    the median over rounds of the wall-time ratio (``ratio``) and of the process-CPU-time
+    ratio (``cpu_ratio``: less sensitive to other load; with one thread it is the work
+    itself), and the median absolute wall times (s)."""
     for ref, cases in groups.values():  # warm-up (compilation)
         for f in (ref, *cases.values()):
             f()
             f()
     ratios = {g: {c: [] for c in cases} for g, (_, cases) in groups.items()}
+    cpu_ratios = {g: {c: [] for c in cases} for g, (_, cases) in groups.items()}
     times = {g: {c: [] for c in ("reference", *cases)} for g, (_, cases) in groups.items()}
     for _ in range(rounds):
         for g, (ref, cases) in groups.items():
-            t_ref = _best_of(ref, inner)
+            t_ref, c_ref = _best_of(ref, inner)
             times[g]["reference"].append(t_ref)
             for c, f in cases.items():
-                t = _best_of(f, inner)
+                t, cpu = _best_of(f, inner)
                 times[g][c].append(t)
                 ratios[g][c].append(t / t_ref)
+                cpu_ratios[g][c].append(cpu / c_ref if c_ref > 0 else float("nan"))
     return {g: {"ratio": {c: statistics.median(v) for c, v in ratios[g].items()},
+                "cpu_ratio": {c: statistics.median(v) for c, v in cpu_ratios[g].items()},
                 "median_s": {c: statistics.median(v) for c, v in times[g].items()}}
             for g in groups}
 
@@ -261,18 +270,19 @@ def _run_setting(threads: int, rounds: int, inner: int) -> dict:
     return r
 
 
-def _table(settings: list[dict]) -> str:
+def _table(settings: list[dict], which: str = "ratio") -> str:
+    """Markdown table of the median ratios (``which``: "ratio" wall time, "cpu_ratio" CPU time)."""
     lines = ["| framework | arrays | threads | fwd | fwd (no read noise) | fwd+bwd (dx) | train step (dW) |",
              "|---|---|---|---|---|---|---|"]
     for fw in ("nds", "lightning"):
         for rows in ARRAYS:
             for s in settings:
                 r = s["results"]
-                key = f"{fw}_{rows}"
+                case = f"{fw}_{rows}"
                 if f"{fw}_fwd" not in r:
                     continue
-                get = lambda g, c=key: r[f"{fw}_{g}"]["ratio"].get(c)
-                nn = get("fwd", f"{key}_no_read_noise") if fw == "nds" else None
+                get = lambda g, c=case: r[f"{fw}_{g}"][which].get(c)
+                nn = get("fwd", f"{case}_no_read_noise") if fw == "nds" else None
                 cells = [get("fwd"), nn, get("fwd_bwd"), get("train_step")]
                 txt = [f"{v:.2f}x" if v is not None else "–" for v in cells]
                 lines.append(f"| {'nds' if fw == 'nds' else 'aihwkit-lightning (noise on)'} | {rows}x{rows} | "
@@ -309,7 +319,10 @@ def main(argv=None) -> dict:
     path = HERE / "results" / "analog_linear.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
+    print("Median ratios of wall time (each framework to its own plain product, same rounds):")
     print(_table(settings))
+    print("\nThe same as ratios of process CPU time (insensitive to waiting for a shared core):")
+    print(_table(settings, "cpu_ratio"))
     for s in settings:
         print(f"threads={s['threads']}: load average before {s['load_average_before']}, after {s['load_average_after']}")
         for k, v in s["where_time_goes"].items():
