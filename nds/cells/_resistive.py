@@ -9,8 +9,12 @@ draws its drift exponent ``ν`` here (a device property).
 Time ``t`` after programming (PCM): ``g_drift(t) = g_prog ((t + t0)/t0)^(−ν)`` with
 ``ν = |N(μ_ν(ĝ), σ_ν(ĝ))|``, ``μ_ν = clip(a_μ ln ĝ + b_μ, μ_min, μ_max)``,
 ``σ_ν = clip(a_σ ln ĝ + b_σ, σ_min, σ_max)``; accumulated 1/f read noise
-``σ_1/f(t) = g_drift(t) Q_s sqrt(ln((t + t_r)/(2 t_r)))``, ``Q_s = min(q_a / ĝ^q_e, q_max)``,
-sampled once per (chip, t) as in aihwkit (Joshi 2020, Methods).
+``σ_1/f(t) = g_drift(t) Q_s sqrt(ln((t + t0 + t_r)/(2 t_r)))``, ``Q_s = min(q_a / ĝ^q_e, q_max)``,
+sampled once per (chip, t) as in aihwkit (Joshi 2020, Methods). The 1/f noise accumulates from
+the start of programming, ``t0`` before the first read (the drift reference time): aihwkit's
+``PCMLikeNoiseModel.apply_drift_noise_to_conductance`` evaluates the same expression at its
+``t = t_inference + t_0``. So even at ``t = 0`` a read carries 1/f noise: the relative σ at
+ĝ = 1 is ``0.0088 sqrt(ln(20 s / 500 ns)) = 3.68 %``.
 
 Read time (every read): cycle-to-cycle noise, Gaussian with standard deviation
 ``read_noise_c2c · g`` per device and read.
@@ -222,10 +226,13 @@ class PCM(AbstractResistiveCell):
 
     def read_noise_sigma(self, g_drift: Float[Array, "..."], g_target: Float[Array, "..."],
                          t: Float[Array, ""]) -> Float[Array, "..."]:
-        """Accumulated 1/f read-noise standard deviation (S) at time ``t``."""
+        """Accumulated 1/f read-noise standard deviation (S) ``t`` seconds after programming:
+        ``g_drift Q_s sqrt(ln((t + t0 + t_r) / (2 t_r)))`` (Joshi et al. 2020, Methods; the
+        noise integrates from ``t0`` before the first read, as in aihwkit's
+        ``PCMLikeNoiseModel``). Shape of ``g_drift`` (S) and ``g_target`` (S)."""
         qs = jnp.minimum(self.qs_a / self._ghat(g_target) ** self.qs_exp, self.qs_max)
-        arg = jnp.log((t + self.t_read_noise) / (2.0 * self.t_read_noise))
-        pos = arg > 0  # zero before t = t_read; finite derivative there
+        arg = jnp.log((t + self.drift_t0 + self.t_read_noise) / (2.0 * self.t_read_noise))
+        pos = arg > 0  # zero while t + t0 < t_r (only for t0 < t_r); finite derivative there
         return g_drift * qs * jnp.where(pos, jnp.sqrt(jnp.where(pos, arg, 1.0)), 0.0)
 
     def at_time(self, g_prog, nu, t, *, key):
