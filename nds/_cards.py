@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import equinox as eqx
 
+from ._checks import FLOAT32_MAX, FLOAT32_TINY, require, require_float32
 from ._units import to_si
 
 __all__ = ["CardInfo", "CardError", "AbstractCardModule", "load_card", "list_cards", "card_path", "card_kind"]
@@ -72,6 +73,25 @@ class AbstractCardModule(eqx.Module):
     card_kind: ClassVar[str] = ""
     card_units: ClassVar[dict[str, str]] = {}
     card_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+
+    def __check_init__(self):
+        # every card parameter, however the module was built (card, constructor,
+        # dataclasses.replace): finite, a normal float32 when non-zero, inside card_ranges.
+        # Concrete values only: traced leaves (sensitivity, co-design) pass unchecked.
+        owner = type(self).__name__
+        for key, unit in self.card_units.items():
+            value = getattr(self, key, None)
+            if value is None or isinstance(value, str):
+                continue
+            require_float32(owner, key, value, unit)
+            lo, hi = self.card_ranges.get(key, (None, None))
+            if lo is not None or hi is not None:
+                lo_s = "-inf" if lo is None else f"{lo:g}"
+                hi_s = "inf" if hi is None else f"{hi:g}"
+                u = "" if unit == "1" else f" {unit}"
+                require(lambda v: ((lo is None) | (v >= (lo if lo is not None else 0)))
+                        & ((hi is None) | (v <= (hi if hi is not None else 0))),
+                        owner, key, value, f"must be in [{lo_s}, {hi_s}]{u}")
 
 
 T = TypeVar("T", bound=AbstractCardModule)
@@ -220,6 +240,12 @@ def load_card(name_or_path: str | pathlib.Path, cls: type[T], **overrides: Any) 
             )
         if not math.isfinite(v_si):
             raise CardError(f"{where}: [params] {key}: value {value!r} is not finite")
+        if v_si != 0 and not FLOAT32_TINY <= abs(v_si) <= FLOAT32_MAX:
+            raise CardError(
+                f"{where}: [params] {key} = {value} {unit} ({v_si:g} {canon}): a non-zero value must have a "
+                f"magnitude between {FLOAT32_TINY:.4g} and {FLOAT32_MAX:.4g} {canon} (a normal float32: nds "
+                "computes in float32, where smaller values are flushed to zero and give NaN, larger ones overflow)"
+            )
         lo, hi = cls.card_ranges.get(key, (None, None))
         if (lo is not None and v_si < lo) or (hi is not None and v_si > hi):
             raise CardError(

@@ -11,10 +11,12 @@ non-ideality in nds is differentiated honestly.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["round_ste", "clip_ste", "floor_ste", "sign_ste", "replace_ste"]
+__all__ = ["round_ste", "clip_ste", "floor_ste", "sign_ste", "replace_ste", "quantize_lsq"]
 
 
 @jax.custom_jvp
@@ -70,3 +72,30 @@ def replace_ste(x, y):
     """``y`` forward, identity derivative w.r.t. ``x`` backward (none w.r.t. ``y``): for a
     non-differentiable transform of ``x`` (e.g. bit flips of its stored integer codes)."""
     return x + jax.lax.stop_gradient(y - x)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def quantize_lsq(x, step, lo, hi):
+    """Uniform quantizer ``clip(round(x / step), lo, hi) · step`` (``lo``, ``hi``: integer codes).
+
+    Backward: w.r.t. ``x`` the identity (straight through rounding and clipping, as
+    :func:`round_ste` and :func:`clip_ste`); w.r.t. the step size the learned-step-size
+    estimator of Esser et al., "Learned Step Size Quantization", ICLR 2020 (eq. 3):
+    ``round(x/step) − x/step`` inside the range and ``lo`` or ``hi`` where the value is
+    clipped. The clipped branch is the exact derivative (a saturated output is ``hi · step``);
+    inside, rounding is treated as straight-through. So a converter's range (``step`` times
+    its code count) gets a gradient that sees both saturation and resolution, which a clip
+    without gradient to its bounds does not.
+    """
+    return jnp.clip(jnp.round(x / step), lo, hi) * step
+
+
+@quantize_lsq.defjvp
+def _quantize_lsq_jvp(lo, hi, primals, tangents):
+    x, step = primals
+    dx, dstep = tangents
+    u = x / step
+    code = jnp.clip(jnp.round(u), lo, hi)
+    inside = (u >= lo) & (u <= hi)
+    d_step = jnp.where(inside, code - u, code)
+    return code * step, dx + d_step * dstep

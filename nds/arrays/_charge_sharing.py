@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import MAX_CODE_BITS, is_zero, maybe_positive, require, require_count
 from ..cells._capacitor import UnitCapacitor
 
 __all__ = ["ChargeSharingArray", "ChargeSharingState"]
@@ -95,17 +96,14 @@ class ChargeSharingArray(AbstractCardModule):
                                    "a_unit": (0.0, None), "w_bits": (1, 16)}
 
     def __check_init__(self):
+        # concrete values only: every card parameter stays a differentiable leaf (nds._checks)
         self.capacitor  # UnitCapacitor's checks (c_u > 0, ...)
-        if not self.c_par >= 0:
-            raise ValueError(f"ChargeSharingArray.c_par = {self.c_par!r} F: capacitance must be >= 0")
-        if not self.r_on >= 0:
-            raise ValueError(f"ChargeSharingArray.r_on = {self.r_on!r} Ohm: must be >= 0")
-        if not self.f_clk > 0:
-            raise ValueError(f"ChargeSharingArray.f_clk = {self.f_clk!r} Hz: must be > 0")
-        if not self.v_ref > 0:
-            raise ValueError(f"ChargeSharingArray.v_ref = {self.v_ref!r} V: must be > 0")
-        if self.w_bits is not None and not (int(self.w_bits) == self.w_bits and self.w_bits >= 1):
-            raise ValueError(f"ChargeSharingArray.w_bits = {self.w_bits!r}: must be an int >= 1 or None")
+        require(lambda v: v >= 0, "ChargeSharingArray", "c_par", self.c_par, "capacitance must be >= 0 F")
+        require(lambda v: v >= 0, "ChargeSharingArray", "r_on", self.r_on, "must be >= 0 Ohm")
+        require(lambda v: v > 0, "ChargeSharingArray", "f_clk", self.f_clk, "must be > 0 Hz")
+        require(lambda v: v > 0, "ChargeSharingArray", "v_ref", self.v_ref, "must be > 0 V")
+        require_count("ChargeSharingArray", "w_bits", self.w_bits, 1, MAX_CODE_BITS, none_ok=True,
+                      why="None = continuous weights; 2**w_bits - 1 unit capacitors per bank, counted exactly in float32")
 
     @property
     def capacitor(self) -> UnitCapacitor:
@@ -119,12 +117,13 @@ class ChargeSharingArray(AbstractCardModule):
         return float(2**self.w_bits - 1) if self.w_bits is not None else 1.0
 
     @property
-    def settling_gain(self) -> float:
-        """``(1 - exp(-T / (r_on c_u)))^2`` with ``T = 1/(2 f_clk)``; 1 if settling is off."""
-        if not self.settling or self.r_on == 0:
+    def settling_gain(self) -> float | Float[Array, ""]:
+        """``(1 - exp(-T / (r_on c_u)))^2`` with ``T = 1/(2 f_clk)``; 1 if settling is off or
+        ``r_on = 0``. Differentiable in ``r_on``, ``c_u`` and ``f_clk``."""
+        if not self.settling or is_zero(self.r_on):
             return 1.0
-        import math
-        return (-math.expm1(-1.0 / (2 * self.f_clk * self.r_on * self.c_u))) ** 2
+        tau = 2 * self.f_clk * self.r_on * self.c_u  # (T / (r_on c_u))^-1
+        return (-jnp.expm1(-1.0 / tau)) ** 2
 
     def c_total(self, rows: int) -> float:
         """Nominal capacitance of a summing node, F (``rows N c_u + c_par``)."""
@@ -140,7 +139,7 @@ class ChargeSharingArray(AbstractCardModule):
         cap = self.capacitor
         big = self.n_units
         npos, nneg = jnp.maximum(n, 0.0), jnp.maximum(-n, 0.0)
-        if self.mismatch and self.a_c > 0:
+        if self.mismatch and maybe_positive(self.a_c):
             if key is None:
                 raise ValueError("ChargeSharingArray.program: capacitor mismatch is on, so a `key` is required")
             k = jax.random.split(key, 4)

@@ -47,14 +47,17 @@ from typing import ClassVar, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .._cards import AbstractCardModule
+from .._checks import concrete, is_zero, require, require_count
 from ..cells._sram import SRAMCell
 
 __all__ = ["SRAMColumn", "bitline_discharge"]
 
 _TINY = 1e-30
+_MAX_WLDAC_BITS = 10
 
 
 def _phi(z):
@@ -177,24 +180,23 @@ class SRAMColumn(AbstractCardModule):
     }
 
     def __check_init__(self):
+        # concrete values only: every card parameter stays a differentiable leaf (nds._checks)
         self.cell  # runs SRAMCell's checks
         for name in ("c_bl", "t_int", "f_classify"):
-            v = getattr(self, name)
-            if not v > 0:
-                raise ValueError(f"SRAMColumn.{name} = {v!r}: must be > 0")
+            require(lambda v: v > 0, "SRAMColumn", name, getattr(self, name), "must be > 0")
         for name in ("sigma_offset", "sigma_noise", "e_wldac", "e_comparator", "e_vote", "dv_bl_mean", "a_cell"):
-            v = getattr(self, name)
-            if not v >= 0:
-                raise ValueError(f"SRAMColumn.{name} = {v!r}: must be >= 0")
-        if not self.v_wl_min < self.v_wl_max <= self.vdd:
+            require(lambda v: v >= 0, "SRAMColumn", name, getattr(self, name), "must be >= 0")
+        lo, hi, vdd, vt = (concrete(x) for x in (self.v_wl_min, self.v_wl_max, self.vdd, self.vt))
+        if lo is not None and hi is not None and vdd is not None and not np.all((lo < hi) & (hi <= vdd)):
             raise ValueError(f"SRAMColumn WLDAC range [{self.v_wl_min!r}, {self.v_wl_max!r}] V: need "
                              f"v_wl_min < v_wl_max <= vdd = {self.vdd!r} V")
-        if not self.v_wl_max > self.vt:
+        if hi is not None and vt is not None and not np.all(hi > vt):
             raise ValueError(f"SRAMColumn.v_wl_max = {self.v_wl_max!r} V: must exceed vt = {self.vt!r} V")
         if self.wldac not in ("linear", "predistorted"):
             raise ValueError(f"SRAMColumn.wldac = {self.wldac!r}: allowed 'linear' or 'predistorted'")
-        if self.dac_bits is not None and not (isinstance(self.dac_bits, int) and self.dac_bits >= 1):
-            raise ValueError(f"SRAMColumn.dac_bits = {self.dac_bits!r}: must be an int >= 1 or None")
+        require_count("SRAMColumn", "dac_bits", self.dac_bits, 1, _MAX_WLDAC_BITS, none_ok=True,
+                      why=f"the batched read keeps a lookup table of 2**dac_bits word-line currents per cell; "
+                          f"at most {_MAX_WLDAC_BITS} bits")
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -238,7 +240,7 @@ class SRAMColumn(AbstractCardModule):
             ValueError: offsets on and ``key`` None.
         """
         dtype = dtype or jnp.result_type(float)
-        if not self.offset or self.sigma_offset == 0:
+        if not self.offset or is_zero(self.sigma_offset):
             return jnp.zeros((n,), dtype)
         if key is None:
             raise ValueError("SRAMColumn.sample_offsets: comparator offset is on, so a `key` is required")
@@ -334,7 +336,7 @@ class SRAMColumn(AbstractCardModule):
             ValueError: noise on and ``key`` None.
         """
         dtype = dtype or jnp.result_type(float)
-        if not self.noise or self.sigma_noise == 0:
+        if not self.noise or is_zero(self.sigma_noise):
             return jnp.zeros(shape, dtype)
         if key is None:
             raise ValueError("SRAMColumn: comparator noise is on, so a `key` is required at read time")

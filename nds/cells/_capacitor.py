@@ -25,11 +25,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import is_zero, require
 
 __all__ = ["K_BOLTZMANN", "UnitCapacitor", "safe_sqrt"]
 
 #: Boltzmann constant, J/K (exact, SI 2019).
 K_BOLTZMANN = 1.380649e-23
+#: smallest unit capacitance accepted, F (1 aF): C² of a smaller one underflows float32.
+C_U_MIN = 1e-18
 
 
 def safe_sqrt(x: Float[Array, "..."]) -> Float[Array, "..."]:
@@ -63,18 +66,17 @@ class UnitCapacitor(AbstractCardModule):
 
     card_kind: ClassVar[str] = "capacitor"
     card_units: ClassVar[dict[str, str]] = {"c_u": "F", "a_c": "m", "c_density": "F/m2", "temperature": "K"}
-    card_ranges: ClassVar[dict] = {"c_u": (0.0, None), "a_c": (0.0, None), "c_density": (0.0, None),
+    card_ranges: ClassVar[dict] = {"c_u": (C_U_MIN, None), "a_c": (0.0, None), "c_density": (0.0, None),
                                    "temperature": (0.0, None)}
 
     def __check_init__(self):
-        if not self.c_u > 0:
-            raise ValueError(f"UnitCapacitor.c_u = {self.c_u!r} F: capacitance must be > 0")
-        if not self.a_c >= 0:
-            raise ValueError(f"UnitCapacitor.a_c = {self.a_c!r} m: Pelgrom coefficient must be >= 0")
-        if not self.c_density > 0:
-            raise ValueError(f"UnitCapacitor.c_density = {self.c_density!r} F/m2: must be > 0")
-        if not self.temperature > 0:
-            raise ValueError(f"UnitCapacitor.temperature = {self.temperature!r} K: must be > 0")
+        # concrete values only: every parameter stays a differentiable leaf (nds._checks)
+        require(lambda v: v >= C_U_MIN, "UnitCapacitor", "c_u", self.c_u,
+                f"capacitance must be >= {C_U_MIN:g} F (1 aF; the model forms C² in kT/C variances, "
+                "which underflow float32 below that)")
+        require(lambda v: v >= 0, "UnitCapacitor", "a_c", self.a_c, "Pelgrom coefficient must be >= 0 m")
+        require(lambda v: v > 0, "UnitCapacitor", "c_density", self.c_density, "must be > 0 F/m2")
+        require(lambda v: v > 0, "UnitCapacitor", "temperature", self.temperature, "must be > 0 K")
 
     @property
     def area(self) -> float:
@@ -98,7 +100,7 @@ class UnitCapacitor(AbstractCardModule):
             ValueError: mismatch is on and ``key`` is None.
         """
         n = jnp.asarray(n_units)
-        if not self.mismatch or self.a_c == 0:
+        if not self.mismatch or is_zero(self.a_c):
             return n * self.c_u
         if key is None:
             raise ValueError("UnitCapacitor.sample: capacitor mismatch is on, so a `key` is required")

@@ -18,7 +18,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .._checks import concrete, is_zero, require
 
 __all__ = ["FaultModel", "STUCK_LOW", "STUCK_HIGH", "HEALTHY"]
 
@@ -44,13 +47,13 @@ class FaultModel(eqx.Module):
     sa0_value: str = eqx.field(static=True, default="g_min")
 
     def __check_init__(self):
+        # concrete rates only: the rates stay differentiable leaves (nds._checks)
         for name in ("p_sa0", "p_sa1"):
-            p = getattr(self, name)
-            if not isinstance(p, jax.core.Tracer) and not 0.0 <= float(p) <= 1.0:
-                raise ValueError(f"FaultModel.{name} = {p!r}: must be a probability in [0, 1]")
-        if not isinstance(self.p_sa0, jax.core.Tracer) and not isinstance(self.p_sa1, jax.core.Tracer):
-            if float(self.p_sa0) + float(self.p_sa1) > 1.0:
-                raise ValueError(f"FaultModel: p_sa0 + p_sa1 = {float(self.p_sa0) + float(self.p_sa1)!r} must be <= 1")
+            require(lambda v: (v >= 0) & (v <= 1), "FaultModel", name, getattr(self, name),
+                    "must be a probability in [0, 1]")
+        total = concrete(self.p_sa0), concrete(self.p_sa1)
+        if total[0] is not None and total[1] is not None and np.any(total[0] + total[1] > 1.0):
+            raise ValueError(f"FaultModel: p_sa0 + p_sa1 = {float(np.max(total[0] + total[1]))!r} must be <= 1")
         if self.sa0_value not in ("g_min", "zero"):
             raise ValueError(f"FaultModel.sa0_value = {self.sa0_value!r}; allowed: 'g_min', 'zero'")
 
@@ -71,5 +74,5 @@ class FaultModel(eqx.Module):
 
     @property
     def is_ideal(self) -> bool:
-        """Whether both fault rates are 0 (no cell is stuck). Needs concrete rates."""
-        return float(self.p_sa0) == 0.0 and float(self.p_sa1) == 0.0
+        """Whether both fault rates are concretely 0 (no cell is stuck); False for traced rates."""
+        return is_zero(self.p_sa0) and is_zero(self.p_sa1)

@@ -28,9 +28,11 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import concrete, is_traced, require, require_count
 
 __all__ = ["AbstractResistiveCell", "PCM", "RRAM"]
 
@@ -39,10 +41,20 @@ _COMMON_UNITS = {
     "prog_c0": "S", "prog_c1": "S", "prog_c2": "S",
     "read_noise_c2c": "1", "v_read": "V", "t_read": "s", "cell_area": "m2",
 }
+_MAX_LEVELS = 1 << 20
+_G_MAX_MIN = 1e-12  # S; see AbstractResistiveCell.__check_init__
 _COMMON_RANGES = {
-    "g_min": (0.0, 1.0), "g_max": (0.0, 1.0), "levels": (0, 1 << 20), "read_noise_c2c": (0.0, 1.0),
+    "g_min": (0.0, 1.0), "g_max": (_G_MAX_MIN, 1.0), "levels": (0, _MAX_LEVELS), "read_noise_c2c": (0.0, 1.0),
     "v_read": (0.0, 10.0), "t_read": (0.0, 1.0), "cell_area": (0.0, 1e-6),
 }
+
+
+def _as_count(v):
+    """An integral float from a card (``4.0``) as the int it is; anything else unchanged (and
+    rejected by the check if it is not an integer, e.g. ``2.5``)."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
 
 
 class AbstractResistiveCell(AbstractCardModule):
@@ -66,13 +78,20 @@ class AbstractResistiveCell(AbstractCardModule):
     cell_area: eqx.AbstractVar[float]
 
     def __check_init__(self):
-        gmin, gmax = float(self.g_min), float(self.g_max)
-        if not gmin < gmax:
-            raise ValueError(f"g_min = {gmin:g} S must be < g_max = {gmax:g} S")
-        if gmin < 0:
-            raise ValueError(f"g_min = {gmin:g} S must be >= 0")
-        if int(self.levels) < 0 or int(self.levels) == 1:
-            raise ValueError(f"levels = {self.levels} must be 0 (continuous) or >= 2")
+        # concrete values only: g_min, g_max stay differentiable leaves (nds._checks)
+        owner = type(self).__name__
+        require_count(owner, "levels", self.levels, 0, _MAX_LEVELS,
+                      why="0 = continuous, else the number of programmable levels, >= 2; at most 2**20 so "
+                          "that every level is exact in float32")
+        if self.levels == 1:
+            raise ValueError(f"{owner}.levels = 1: must be 0 (continuous) or >= 2 (one level stores nothing)")
+        require(lambda v: v >= _G_MAX_MIN, owner, "g_max", self.g_max,
+                f"must be >= {_G_MAX_MIN:g} S (1 pS): the model forms g² (read-noise variance) and (v g)² "
+                "(wire power), which underflow float32 below that")
+        require(lambda v: v >= 0, owner, "g_min", self.g_min, "must be >= 0 S")
+        gmin, gmax = concrete(self.g_min), concrete(self.g_max)
+        if gmin is not None and gmax is not None and not np.all(gmin < gmax):
+            raise ValueError(f"{owner}: g_min = {float(np.max(gmin)):g} S must be < g_max = {float(np.min(gmax)):g} S")
 
     # ------------------------------------------------------------------ program time
     def prog_sigma(self, g_target: Float[Array, "..."]) -> Float[Array, "..."]:
@@ -118,24 +137,26 @@ class AbstractResistiveCell(AbstractCardModule):
 
     # ------------------------------------------------------------------ on/off ratio
     @property
-    def on_off_ratio(self) -> float:
-        """``g_max / g_min`` (``inf`` when ``g_min = 0``)."""
-        gmin = float(self.g_min)
-        return float("inf") if gmin == 0 else float(self.g_max) / gmin
+    def on_off_ratio(self) -> float | Float[Array, ""]:
+        """``g_max / g_min`` (``inf`` when ``g_min = 0``); an array when the conductances are."""
+        return jnp.where(jnp.asarray(self.g_min) > 0, self.g_max / jnp.where(jnp.asarray(self.g_min) > 0, self.g_min, 1.0),
+                         jnp.inf) if is_traced((self.g_min, self.g_max)) else (
+            float("inf") if float(self.g_min) == 0 else float(self.g_max) / float(self.g_min))
 
-    def with_on_off_ratio(self, ratio: float) -> "AbstractResistiveCell":
+    def with_on_off_ratio(self, ratio: float | Float[Array, ""]) -> "AbstractResistiveCell":
         """This cell with ``g_min = g_max / ratio`` (a finite on/off window; ``inf`` gives
         ``g_min = 0``). With the differential mapping the ``g_min`` of both devices cancels
         in the ideal limit; it still draws current (read energy, IR drop) and, with
-        conductance-dependent programming noise, adds error.
+        conductance-dependent programming noise, adds error. ``ratio`` may be traced (then
+        it is not checked).
 
         Raises:
-            ValueError: ``ratio <= 1`` (``g_min`` must stay below ``g_max``).
+            ValueError: a concrete ``ratio <= 1`` (``g_min`` must stay below ``g_max``).
         """
-        ratio = float(ratio)
-        if not ratio > 1.0:
-            raise ValueError(f"with_on_off_ratio: ratio = {ratio!r} must be > 1 (g_max / g_min)")
-        return dataclasses.replace(self, g_min=0.0 if ratio == float("inf") else float(self.g_max) / ratio)
+        require(lambda v: v > 1, type(self).__name__, "with_on_off_ratio(ratio)", ratio, "must be > 1 (g_max / g_min)")
+        if not is_traced(ratio) and float(ratio) == float("inf"):
+            return dataclasses.replace(self, g_min=0.0)
+        return dataclasses.replace(self, g_min=self.g_max / ratio)
 
 
 class RRAM(AbstractResistiveCell):
@@ -146,7 +167,7 @@ class RRAM(AbstractResistiveCell):
 
     g_min: float
     g_max: float
-    levels: int = eqx.field(static=True)
+    levels: int = eqx.field(static=True, converter=_as_count)
     prog_c0: float
     prog_c1: float
     prog_c2: float
@@ -171,7 +192,7 @@ class PCM(AbstractResistiveCell):
 
     g_min: float
     g_max: float
-    levels: int = eqx.field(static=True)
+    levels: int = eqx.field(static=True, converter=_as_count)
     prog_c0: float
     prog_c1: float
     prog_c2: float

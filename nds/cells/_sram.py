@@ -29,9 +29,11 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import concrete, is_zero, require
 
 __all__ = ["SRAMCell"]
 
@@ -81,18 +83,15 @@ class SRAMCell(AbstractCardModule):
                                    "w": (0.0, None), "l": (0.0, None)}
 
     def __check_init__(self):
-        if not 0 < self.vt < self.vdd:
+        # concrete values only: every parameter stays a differentiable leaf (nds._checks)
+        vt, vdd = concrete(self.vt), concrete(self.vdd)
+        if vt is not None and vdd is not None and not np.all((0 < vt) & (vt < vdd)):
             raise ValueError(f"SRAMCell.vt = {self.vt!r} V: must satisfy 0 < vt < vdd = {self.vdd!r} V")
-        if not 1.0 <= self.alpha <= 2.0:
-            raise ValueError(f"SRAMCell.alpha = {self.alpha!r}: must be in [1, 2] (Sakurai-Newton)")
+        require(lambda v: (v >= 1.0) & (v <= 2.0), "SRAMCell", "alpha", self.alpha, "must be in [1, 2] (Sakurai-Newton)")
         for name in ("i_on", "v_dsat_on", "w", "l"):
-            v = getattr(self, name)
-            if not v > 0:
-                raise ValueError(f"SRAMCell.{name} = {v!r}: must be > 0")
+            require(lambda v: v > 0, "SRAMCell", name, getattr(self, name), "must be > 0")
         for name in ("lam", "a_vt"):
-            v = getattr(self, name)
-            if not v >= 0:
-                raise ValueError(f"SRAMCell.{name} = {v!r}: must be >= 0")
+            require(lambda v: v >= 0, "SRAMCell", name, getattr(self, name), "must be >= 0")
 
     @property
     def sigma_vt(self) -> float:
@@ -108,7 +107,7 @@ class SRAMCell(AbstractCardModule):
             ValueError: mismatch is on and ``key`` is None.
         """
         dtype = dtype or jnp.result_type(float)
-        if not self.mismatch or self.a_vt == 0:
+        if not self.mismatch or is_zero(self.a_vt):
             return jnp.zeros(shape, dtype)
         if key is None:
             raise ValueError("SRAMCell.sample_dvt: V_t mismatch is on, so a `key` is required")

@@ -32,6 +32,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import require, require_count
 
 __all__ = ["WriteVerify", "WriteVerifyResult"]
 
@@ -83,12 +84,10 @@ class WriteVerify(AbstractCardModule):
     }
 
     def __check_init__(self):
-        if int(self.max_pulses) < 1:
-            raise ValueError(f"WriteVerify.max_pulses = {self.max_pulses}: must be >= 1")
-        if not isinstance(self.gain, jax.core.Tracer) and not 0.0 < float(self.gain) <= 1.0:
-            raise ValueError(f"WriteVerify.gain = {self.gain!r}: must be in (0, 1]")
-        if not isinstance(self.tol, jax.core.Tracer) and not float(self.tol) > 0:
-            raise ValueError(f"WriteVerify.tol = {self.tol!r} S: must be > 0")
+        # concrete values only: gain, tol and the noise scales stay differentiable leaves
+        require_count("WriteVerify", "max_pulses", self.max_pulses, 1, 100000)
+        require(lambda v: (v > 0) & (v <= 1), "WriteVerify", "gain", self.gain, "must be in (0, 1]")
+        require(lambda v: v > 0, "WriteVerify", "tol", self.tol, "must be > 0 S")
 
     def program(self, g_target: Float[Array, "..."], g_min, g_max, *, key: PRNGKeyArray) -> WriteVerifyResult:
         """Program every device of ``g_target`` (S, any shape) with write-verify.

@@ -38,6 +38,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._ste import clip_ste
 from ..cells._capacitor import K_BOLTZMANN, UnitCapacitor
 
@@ -99,13 +100,12 @@ class SARADC(AbstractCardModule):
                                    "area": (0.0, None)}
 
     def __check_init__(self):
-        if not (int(self.bits) == self.bits and self.bits >= 1):
-            raise ValueError(f"SARADC.bits = {self.bits!r}: must be an int >= 1")
-        if not self.v_ref > 0:
-            raise ValueError(f"SARADC.v_ref = {self.v_ref!r} V: must be > 0")
+        # concrete values only: every card parameter stays a differentiable leaf (nds._checks)
+        require_count("SARADC", "bits", self.bits, 1, MAX_CODE_BITS,
+                      why=f"float32 holds integer codes exactly up to 2**{MAX_CODE_BITS}")
+        require(lambda v: v > 0, "SARADC", "v_ref", self.v_ref, "must be > 0 V")
         for name in ("sigma_offset", "sigma_noise", "e_comparator", "e_logic"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"SARADC.{name} = {getattr(self, name)!r}: must be >= 0")
+            require(lambda v: v >= 0, "SARADC", name, getattr(self, name), "must be >= 0")
         self.capacitor
 
     @property
@@ -137,7 +137,7 @@ class SARADC(AbstractCardModule):
             ValueError: mismatch or offset on and ``key`` None.
         """
         dtype = dtype or jnp.result_type(float)
-        need = (self.mismatch and self.a_c > 0) or (self.offset and self.sigma_offset > 0)
+        need = (self.mismatch and maybe_positive(self.a_c)) or (self.offset and maybe_positive(self.sigma_offset))
         if need and key is None:
             raise ValueError("SARADC.program: mismatch/offset is on, so a `key` is required")
         k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
@@ -145,7 +145,7 @@ class SARADC(AbstractCardModule):
         cap = self.capacitor
         caps = cap.sample(units, key=k1)
         c_dummy = cap.sample(jnp.ones(shape, dtype), key=k2)
-        if self.offset and self.sigma_offset > 0:
+        if self.offset and maybe_positive(self.sigma_offset):
             off = self.sigma_offset * jax.random.normal(k3, shape, dtype)
         else:
             off = jnp.zeros(shape, dtype)
@@ -166,7 +166,7 @@ class SARADC(AbstractCardModule):
         reference (used by the matrix-multiplying ADC). Raises ValueError if noise is on and
         ``key`` is None.
         """
-        if self.noise and self.sigma_noise > 0:
+        if self.noise and maybe_positive(self.sigma_noise):
             if key is None:
                 raise ValueError("SARADC: comparator noise is on, so a `key` is required at read time")
             noise = self.sigma_noise * jax.random.normal(key, (self.bits, *jnp.shape(v)), jnp.result_type(v))

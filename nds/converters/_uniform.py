@@ -22,29 +22,35 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._cards import AbstractCardModule
-from .._ste import clip_ste, round_ste, sign_ste
+from .._checks import MAX_CODE_BITS, require, require_count
+from .._ste import clip_ste, quantize_lsq, round_ste, sign_ste
 
 __all__ = ["quantize", "UniformDAC", "UniformADC", "ConverterCosts"]
+
+_BITS_WHY = (f"float32 holds every integer code exactly only up to 2**{MAX_CODE_BITS}, so a wider converter's "
+             "codes cannot be represented; use bits=None for an unbounded converter")
 
 
 def quantize(x: Float[Array, "..."], bits: int | None, full_range: float | Float[Array, ""]) -> Float[Array, "..."]:
     """Symmetric mid-tread quantization of ``x`` on ``[-full_range, full_range]``.
 
     Returns the reconstructed value (code × LSB), same shape as ``x``. ``bits=None``
-    returns ``x`` unchanged.
+    returns ``x`` unchanged. Gradient: straight through w.r.t. ``x``; w.r.t. ``full_range``
+    the learned-step-size estimator (:func:`nds._ste.quantize_lsq`: exact where the value
+    saturates, straight-through rounding inside).
 
     Raises:
-        ValueError: ``bits`` < 1.
+        ValueError: ``bits`` not an integer in [1, 24] (float32 holds codes exactly up to
+            2**24; use ``None`` for an unbounded converter).
     """
     if bits is None:
         return x
-    if bits < 1:
-        raise ValueError(f"bits = {bits}: must be >= 1 or None (unbounded)")
+    require_count("quantize", "bits", bits, 1, MAX_CODE_BITS, none_ok=True, why=_BITS_WHY)
     half = 2 ** (bits - 1)
-    lsb = full_range / half
     if bits == 1:  # a comparator: {-range, +range}
         return sign_ste(x) * full_range
-    return clip_ste(round_ste(x / lsb), -half, half - 1) * lsb
+    lsb = jnp.asarray(full_range, jnp.result_type(x)) / half
+    return quantize_lsq(x, lsb, -half, half - 1)
 
 
 class ConverterCosts(AbstractCardModule):
@@ -52,7 +58,18 @@ class ConverterCosts(AbstractCardModule):
     and of a 1-bit DAC. Card kind ``"converters"``.
 
     Fields ``adc_e4 .. adc_e10`` and ``adc_a4 .. adc_a10`` are the energy and area of a
-    4- to 10-bit ADC; bits outside 4..10 extrapolate the end segments log-linearly.
+    4- to 10-bit ADC (the card's stated range), interpolated log-linearly in bits. Outside
+    it the estimate is bounded, not extrapolated freely:
+
+    * 1–3 bits: the log-linear trend of the lowest segment (4 → 5 bits), which falls
+      toward a comparator;
+    * 11–16 bits: energy and area grow 4× per bit from the 10-bit figure. Past the table a
+      converter is limited by thermal noise: one more bit halves the LSB, so the sampling
+      capacitor must be 4× larger for the same kT/C noise relative to it, and its energy
+      (∝ C V²) and area (∝ C) grow 4× (Murmann's ADC survey; the Schreier figure of merit,
+      6 dB per bit). This is a lower bound on the growth, not a fit;
+    * beyond 16 bits (and below 1): no estimate: :meth:`adc_energy` and :meth:`adc_area`
+      raise. (A 64-bit ADC used to be priced at 3.3e5 m² by unbounded extrapolation.)
     """
 
     adc_e4: float; adc_e5: float; adc_e6: float; adc_e7: float; adc_e8: float; adc_e9: float; adc_e10: float
@@ -70,24 +87,50 @@ class ConverterCosts(AbstractCardModule):
     card_ranges: ClassVar[dict] = {**{f"adc_e{b}": (0.0, 1e-6) for b in range(4, 11)},
                                    "adc_rate": (1.0, 1e12)}
 
-    def _interp(self, prefix: str, bits: float) -> float:
+    #: resolutions with a figure on the card, and the range this class will price
+    TABLE_BITS: ClassVar[tuple[int, int]] = (4, 10)
+    PRICE_BITS: ClassVar[tuple[int, int]] = (1, 16)
+    #: growth per bit past the table (thermal-noise limit, see the class docstring)
+    THERMAL_GROWTH: ClassVar[float] = 4.0
+
+    def __check_init__(self):
+        for prefix in ("adc_e", "adc_a"):
+            for b in range(4, 11):
+                require(lambda v: v > 0, "ConverterCosts", f"{prefix}{b}", getattr(self, f"{prefix}{b}"),
+                        "must be > 0 (interpolated in log scale)")
+
+    def _interp(self, prefix: str, bits: int) -> float:
+        lo, hi = self.PRICE_BITS
+        if isinstance(bits, bool) or not float(bits).is_integer() or not lo <= bits <= hi:
+            where = f"{self.card.path}: " if self.card is not None else ""
+            raise ValueError(
+                f"{where}ConverterCosts cannot price a {bits!r}-bit ADC: allowed {lo}-{hi} bits (the card lists "
+                f"{self.TABLE_BITS[0]}-{self.TABLE_BITS[1]} bits; below, the trend of its lowest segment; above, "
+                f"{self.THERMAL_GROWTH:g}x per bit, the thermal-noise limit; beyond {hi} bits no estimate)")
         xs = np.arange(4, 11, dtype=float)
-        ys = np.log(np.array([getattr(self, f"{prefix}{b}") for b in range(4, 11)], dtype=float))
+        ys = np.log(np.array([float(getattr(self, f"{prefix}{b}")) for b in range(4, 11)], dtype=float))
         b = float(bits)
         if b < 4:
             slope = ys[1] - ys[0]
             return float(np.exp(ys[0] + slope * (b - 4)))
         if b > 10:
-            slope = ys[-1] - ys[-2]
-            return float(np.exp(ys[-1] + slope * (b - 10)))
+            return float(np.exp(ys[-1]) * self.THERMAL_GROWTH ** (b - 10))
         return float(np.exp(np.interp(b, xs, ys)))
 
     def adc_energy(self, bits: int) -> float:
-        """Energy of one ADC conversion at ``bits`` resolution, J."""
+        """Energy of one ADC conversion at ``bits`` resolution, J (see the class docstring).
+
+        Raises:
+            ValueError: ``bits`` outside 1–16 (names the card file).
+        """
         return self._interp("adc_e", bits)
 
     def adc_area(self, bits: int) -> float:
-        """Area of one ADC at ``bits`` resolution, m²."""
+        """Area of one ADC at ``bits`` resolution, m² (see the class docstring).
+
+        Raises:
+            ValueError: ``bits`` outside 1–16 (names the card file).
+        """
         return self._interp("adc_a", bits)
 
 
@@ -104,10 +147,9 @@ class UniformDAC(eqx.Module):
     x_range: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        if self.bits is not None and self.bits < 1:
-            raise ValueError(f"UniformDAC.bits = {self.bits}: must be >= 1 or None")
-        if self.x_range is not None and not self.x_range > 0:
-            raise ValueError(f"UniformDAC.x_range = {self.x_range}: must be > 0 or None (dynamic)")
+        require_count("UniformDAC", "bits", self.bits, 1, MAX_CODE_BITS, none_ok=True, why=_BITS_WHY)
+        if self.x_range is not None:
+            require(lambda v: v > 0, "UniformDAC", "x_range", self.x_range, "must be > 0 or None (dynamic)")
 
     def __call__(self, x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, ""]]:
         """Returns ``(levels, scale)`` with ``x ≈ levels * scale`` and ``|levels| <= 1``; one
@@ -143,20 +185,21 @@ class UniformADC(eqx.Module):
     The input is the column's summed current (the analog MAC result), so the sum — not each
     product — is quantized. ``y_range`` is in normalized units (weight × input, with weights
     scaled to |w| ≤ 1 and inputs to |x| ≤ 1), as aihwkit's ``out_bound`` (default 12 there).
+    ``y_range`` is a pytree leaf (differentiable: :func:`quantize`); ``bits`` is static, an
+    integer in [1, 24] or None.
     """
 
     bits: int | None = eqx.field(static=True, default=8)
-    y_range: float = eqx.field(static=True, default=12.0)
+    y_range: float | Float[Array, ""] = 12.0
 
     def __check_init__(self):
-        if self.bits is not None and self.bits < 1:
-            raise ValueError(f"UniformADC.bits = {self.bits}: must be >= 1 or None")
-        if not self.y_range > 0:
-            raise ValueError(f"UniformADC.y_range = {self.y_range}: must be > 0")
+        # y_range is a differentiable leaf (ADC range in co-design): checked when concrete
+        require_count("UniformADC", "bits", self.bits, 1, MAX_CODE_BITS, none_ok=True, why=_BITS_WHY)
+        require(lambda v: np.isfinite(v) & (v > 0), "UniformADC", "y_range", self.y_range, "must be finite and > 0")
 
     @property
-    def lsb(self) -> float:
-        """Step size in normalized output units (``inf`` bits → 0)."""
+    def lsb(self) -> float | Float[Array, ""]:
+        """Step size in normalized output units (``None`` bits → 0)."""
         return 0.0 if self.bits is None else self.y_range / 2 ** (self.bits - 1)
 
     def __call__(self, y: Float[Array, "..."]) -> Float[Array, "..."]:

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import MAX_CODE_BITS, require_count
 from .._ste import clip_ste, replace_ste, round_ste
 
 __all__ = ["BitSliceMapping", "InputSlicing", "adc_bits_exact", "adc_bits_rule", "slice_digits",
@@ -118,10 +119,11 @@ class BitSliceMapping(eqx.Module):
     encoding: str = eqx.field(static=True, default="offset")
 
     def __check_init__(self):
-        if self.weight_bits is not None and self.weight_bits < 2:
-            raise ValueError(f"BitSliceMapping.weight_bits = {self.weight_bits}: must be >= 2 or None")
-        if self.bits_per_cell < 1:
-            raise ValueError(f"BitSliceMapping.bits_per_cell = {self.bits_per_cell}: must be >= 1")
+        require_count("BitSliceMapping", "weight_bits", self.weight_bits, 2, MAX_CODE_BITS, none_ok=True,
+                      why=f"sign included, None = unquantized; integer weights are held in floats, exact in "
+                          f"float32 up to 2**{MAX_CODE_BITS}")
+        require_count("BitSliceMapping", "bits_per_cell", self.bits_per_cell, 1, 16,
+                      why="2**bits_per_cell conductance levels per cell")
         if self.encoding not in _ENCODINGS:
             raise ValueError(f"BitSliceMapping.encoding = {self.encoding!r}; allowed: {_ENCODINGS}")
 
@@ -198,10 +200,10 @@ class InputSlicing(eqx.Module):
     signed: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        if self.input_bits is not None and self.input_bits < (2 if self.signed else 1):
-            raise ValueError(f"InputSlicing.input_bits = {self.input_bits}: must be >= {2 if self.signed else 1} or None")
-        if self.dac_bits < 1:
-            raise ValueError(f"InputSlicing.dac_bits = {self.dac_bits}: must be >= 1")
+        require_count("InputSlicing", "input_bits", self.input_bits, 2 if self.signed else 1, MAX_CODE_BITS,
+                      none_ok=True, why=f"None = one analog cycle; integer inputs are exact in float32 up to "
+                                        f"2**{MAX_CODE_BITS}")
+        require_count("InputSlicing", "dac_bits", self.dac_bits, 1, 16, why="input bits per cycle")
 
     @property
     def q(self) -> float:

@@ -53,9 +53,11 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
+from .._checks import MAX_CODE_BITS, require, require_count
 from .._cost_types import Cost
 from .._keys import stream
 from .._rng import GENERATORS, normals
@@ -107,8 +109,8 @@ class BitSliceDesign(AbstractCardModule):
         "rows", "cols", "bits_per_cell", "weight_bits", "input_bits", "dac_bits", "adc_bits", "adc_lsb",
         "columns_per_adc", "output_bits", "differential", "signed_inputs")}
     card_ranges: ClassVar[dict] = {
-        "rows": (1, 1 << 16), "cols": (1, 1 << 16), "bits_per_cell": (1, 16), "weight_bits": (2, 32),
-        "input_bits": (1, 32), "dac_bits": (1, 16), "adc_bits": (1, 32), "adc_lsb": (1e-9, 1e12),
+        "rows": (1, 1 << 16), "cols": (1, 1 << 16), "bits_per_cell": (1, 16), "weight_bits": (2, MAX_CODE_BITS),
+        "input_bits": (1, MAX_CODE_BITS), "dac_bits": (1, 16), "adc_bits": (1, MAX_CODE_BITS), "adc_lsb": (1e-9, 1e12),
         "columns_per_adc": (1, 1 << 16), "output_bits": (1, 64), "differential": (0, 1), "signed_inputs": (0, 1),
     }
 
@@ -185,16 +187,17 @@ class BitSlicedTile(AbstractTile):
     hardware: ClassVar[str] = "bitsliced"
 
     def __check_init__(self):
-        if not self.adc_lsb > 0:
-            raise ValueError(f"BitSlicedTile.adc_lsb = {self.adc_lsb}: must be > 0 (digit products)")
-        if self.adc_bits is not None and self.adc_bits < 1:
-            raise ValueError(f"BitSlicedTile.adc_bits = {self.adc_bits}: must be >= 1 or None")
-        if _is_negative(self.adc_noise):
-            raise ValueError(f"BitSlicedTile.adc_noise = {self.adc_noise}: must be >= 0 (LSB rms)")
+        # concrete values only: adc_offset and adc_noise stay differentiable leaves (nds._checks)
+        require(lambda v: np.isfinite(v) & (v > 0), "BitSlicedTile", "adc_lsb", self.adc_lsb,
+                "must be finite and > 0 (digit products)")
+        require_count("BitSlicedTile", "adc_bits", self.adc_bits, 1, MAX_CODE_BITS, none_ok=True,
+                      why=f"None = no conversion error; float32 codes are exact up to 2**{MAX_CODE_BITS}")
+        require(lambda v: v >= 0, "BitSlicedTile", "adc_noise", self.adc_noise, "must be >= 0 (LSB rms)")
+        require(np.isfinite, "BitSlicedTile", "adc_offset", self.adc_offset, "must be finite (LSB)")
+        require_count("BitSlicedTile", "columns_per_adc", self.columns_per_adc, 1)
+        require_count("BitSlicedTile", "output_bits", self.output_bits, 1)
         if self.noise_rng not in GENERATORS:
             raise ValueError(f"BitSlicedTile.noise_rng = {self.noise_rng!r}; allowed: {GENERATORS}")
-        if self.columns_per_adc < 1:
-            raise ValueError(f"BitSlicedTile.columns_per_adc = {self.columns_per_adc}: must be >= 1")
 
     @classmethod
     def from_design(cls, design: BitSliceDesign, cell: AbstractResistiveCell, **kw) -> "BitSlicedTile":

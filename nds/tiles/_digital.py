@@ -16,6 +16,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._cards import AbstractCardModule, load_card
+from .._checks import MAX_CODE_BITS, require_count
 from .._cost_types import Cost
 from .._ste import clip_ste, round_ste
 from ._abstract import AbstractTile
@@ -69,9 +70,8 @@ class DigitalTile(AbstractTile):
 
     def __check_init__(self):
         for n in ("bits_weight", "bits_activation"):
-            b = getattr(self, n)
-            if b is not None and b < 2:
-                raise ValueError(f"DigitalTile.{n} = {b}: must be >= 2 or None (floating point)")
+            require_count("DigitalTile", n, getattr(self, n), 2, MAX_CODE_BITS, none_ok=True,
+                          why=f"None = floating point; integer codes are exact in float32 up to 2**{MAX_CODE_BITS}")
 
     @property
     def needs_key(self) -> bool:

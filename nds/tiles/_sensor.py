@@ -39,7 +39,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import AbstractCardModule
 from .._cost_types import Cost
-from .._ste import clip_ste, round_ste
+from .._checks import MAX_CODE_BITS, require, require_count
+from .._ste import clip_ste, quantize_lsq, round_ste
 from ..cells._capacitor import K_BOLTZMANN
 from ._abstract import AbstractTile
 
@@ -76,11 +77,10 @@ class SensorAnalogCard(AbstractCardModule):
                                    "temperature": (0.0, None), "v_dd": (0.0, None), "v_sig": (0.0, None)}
 
     def __check_init__(self):
+        # concrete values only: every card parameter stays a differentiable leaf (nds._checks)
         for n in ("full_well", "temperature", "v_dd", "v_sig"):
-            if not getattr(self, n) > 0:
-                raise ValueError(f"SensorAnalogCard.{n} = {getattr(self, n)!r}: must be > 0")
-        if not self.read_noise_e >= 0:
-            raise ValueError(f"SensorAnalogCard.read_noise_e = {self.read_noise_e!r}: must be >= 0")
+            require(lambda v: v > 0, "SensorAnalogCard", n, getattr(self, n), "must be > 0")
+        require(lambda v: v >= 0, "SensorAnalogCard", "read_noise_e", self.read_noise_e, "must be >= 0")
 
     def energy_per_sample(self, snr_db: float) -> float:
         """kT/C-limited energy of one analog sample at SNR ``snr_db``, J (``s kT (v_dd/v_sig)^2``)."""
@@ -105,28 +105,29 @@ class SensorTile(AbstractTile):
     noise, analog MAC with noise at ``snr_db``, quantization to ``out_bits`` on
     ``[-out_range, out_range]`` (None: no quantization).
 
-    Fields: ``sensor`` (:class:`SensorAnalogCard`), ``snr_db`` (static), ``w_bits`` (static,
-    None: continuous), ``out_bits`` (static), ``out_range`` (static, output units),
-    ``shot_noise``, ``analog_noise`` (static switches).
+    Fields: ``sensor`` (:class:`SensorAnalogCard`), ``snr_db`` (dB, a differentiable leaf),
+    ``w_bits`` (static, None: continuous), ``out_bits`` (static), ``out_range`` (output
+    units, a differentiable leaf: the learned-step-size gradient of
+    :func:`nds._ste.quantize_lsq`), ``shot_noise``, ``analog_noise`` (static switches).
     """
 
     sensor: SensorAnalogCard
-    snr_db: float = eqx.field(static=True, default=30.0)
+    snr_db: float | Float[Array, ""] = 30.0
     w_bits: int | None = eqx.field(static=True, default=4)
     out_bits: int | None = eqx.field(static=True, default=6)
-    out_range: float = eqx.field(static=True, default=4.0)
+    out_range: float | Float[Array, ""] = 4.0
     shot_noise: bool = eqx.field(static=True, default=True)
     analog_noise: bool = eqx.field(static=True, default=True)
 
     hardware: ClassVar[str] = "sensor"
 
     def __check_init__(self):
-        if self.w_bits is not None and self.w_bits < 2:
-            raise ValueError(f"SensorTile.w_bits = {self.w_bits}: must be >= 2 or None")
-        if self.out_bits is not None and self.out_bits < 1:
-            raise ValueError(f"SensorTile.out_bits = {self.out_bits}: must be >= 1 or None")
-        if not self.out_range > 0:
-            raise ValueError(f"SensorTile.out_range = {self.out_range!r}: must be > 0")
+        require_count("SensorTile", "w_bits", self.w_bits, 2, MAX_CODE_BITS, none_ok=True,
+                      why=f"None = continuous; float32 codes are exact up to 2**{MAX_CODE_BITS}")
+        require_count("SensorTile", "out_bits", self.out_bits, 1, MAX_CODE_BITS, none_ok=True,
+                      why=f"None = no quantization; float32 codes are exact up to 2**{MAX_CODE_BITS}")
+        require(lambda v: np.isfinite(v) & (v > 0), "SensorTile", "out_range", self.out_range, "must be finite and > 0")
+        require(np.isfinite, "SensorTile", "snr_db", self.snr_db, "must be finite (dB)")
 
     @property
     def needs_key(self) -> bool:
@@ -164,7 +165,7 @@ class SensorTile(AbstractTile):
             if k2 is None:
                 raise ValueError("SensorTile: analog noise is on, so a `key` is required")
             ref = jnp.sqrt(jnp.sum(state**2, axis=1) / 3.0)  # rms output for uniform inputs
-            y = y + ref / math.sqrt(10 ** (self.snr_db / 10)) * jax.random.normal(k2, y.shape, y.dtype)
+            y = y + ref * 10.0 ** (-self.snr_db / 20.0) * jax.random.normal(k2, y.shape, y.dtype)
         return y
 
     def quantize(self, y):
@@ -173,8 +174,8 @@ class SensorTile(AbstractTile):
         if self.out_bits is None:
             return y
         half = 2 ** (self.out_bits - 1)
-        lsb = self.out_range / half
-        return clip_ste(round_ste(y / lsb), -half, half - 1) * lsb
+        lsb = jnp.asarray(self.out_range, jnp.result_type(y)) / half
+        return quantize_lsq(y, lsb, -half, half - 1)
 
     def apply(self, state, x, *, key):
         """:meth:`mac` then :meth:`quantize`, ``(in,)`` → ``(out,)`` (see AbstractTile.apply).
@@ -242,7 +243,7 @@ class AnalogSensorFrontEnd(eqx.Module):
         y = wmat @ patches.reshape(k * k, ho * wo)  # (F, P): one analog MAC per output
         if tile.analog_noise:
             ref = jnp.sqrt(jnp.sum(wmat**2, axis=1) / 3.0)[:, None]  # as SensorTile.mac
-            y = y + ref / math.sqrt(10 ** (tile.snr_db / 10)) * jax.random.normal(k2, y.shape, y.dtype)
+            y = y + ref * 10.0 ** (-tile.snr_db / 20.0) * jax.random.normal(k2, y.shape, y.dtype)
         y = jax.nn.relu(y.reshape(f, ho, wo))
         p = self.pool
         hp, wp = ho // p, wo // p
@@ -289,8 +290,7 @@ class ASPCard(AbstractCardModule):
     card_ranges: ClassVar[dict] = {"full_well": (1.0, None), "modulation": (0.0, 1.0), "f_frame": (0.0, None)}
 
     def __check_init__(self):
-        if not 0 <= self.modulation <= 1:
-            raise ValueError(f"ASPCard.modulation = {self.modulation!r}: must be in [0, 1]")
+        require(lambda v: (v >= 0) & (v <= 1), "ASPCard", "modulation", self.modulation, "must be in [0, 1]")
 
 
 def asp_kernels(k: int = 5, orientations: int = 4, phases: int = 2, freqs: tuple[float, ...] = (0.25,)
@@ -358,7 +358,7 @@ class ASPFilterBank(eqx.Module):
         if self.out_bits is None:
             return y
         lv = 2**self.out_bits - 1
-        rng = float(self.asp.modulation) * 0.5
+        rng = self.asp.modulation * 0.5
         return clip_ste(round_ste(y / rng * lv), 0, lv) * rng / lv
 
     def cost(self, image_shape: tuple[int, int]) -> Cost:

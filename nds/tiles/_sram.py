@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import load_card
+from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
 from .._ste import clip_ste, round_ste, sign_ste
 from ..arrays._charge_sharing import ChargeSharingArray, ChargeSharingState
@@ -120,10 +121,11 @@ class SRAMTile(AbstractTile):
     hardware: ClassVar[str] = "sram"
 
     def __check_init__(self):
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"SRAMTile rows = {self.rows}, cols = {self.cols}: must be >= 1")
-        if self.weight_bits is not None and self.weight_bits < 1:
-            raise ValueError(f"SRAMTile.weight_bits = {self.weight_bits}: must be >= 1 or None (ideal)")
+        require_count("SRAMTile", "rows", self.rows, 1)
+        require_count("SRAMTile", "cols", self.cols, 1)
+        require_count("SRAMTile", "weight_bits", self.weight_bits, 1, MAX_CODE_BITS, none_ok=True,
+                      why="bit planes per weight, None = real-valued cells (ideal); float32 holds the "
+                          f"combined levels exactly only up to 2**{MAX_CODE_BITS}")
         if self.readout not in ("analog", "adc", "comparator"):
             raise ValueError(f"SRAMTile.readout = {self.readout!r}: allowed 'analog', 'adc', 'comparator'")
         if self.readout == "adc" and self.adc is None:
@@ -137,8 +139,8 @@ class SRAMTile(AbstractTile):
                 raise ValueError("SRAMTile.mode = 'charge' needs `charge` (nds.arrays.ChargeSharingArray)")
             if self.charge.w_bits not in (1, None):
                 raise ValueError(f"SRAMTile charge.w_bits = {self.charge.w_bits}: must be 1 (one unit per cell)")
-        if self.x_range is not None and not self.x_range > 0:
-            raise ValueError(f"SRAMTile.x_range = {self.x_range!r}: must be > 0 or None")
+        if self.x_range is not None:
+            require(lambda v: v > 0, "SRAMTile", "x_range", self.x_range, "must be > 0 or None")
 
     @classmethod
     def from_card(cls, name: str = "sram_6t_130nm_zhang2017", *, column_overrides: dict | None = None,
@@ -158,9 +160,9 @@ class SRAMTile(AbstractTile):
             return bool(self.charge.ktc) or (self.readout == "comparator" and c.noise) or (
                 self.readout == "adc" and self.adc.noise)
         if self.readout == "comparator":
-            return bool(c.noise and c.sigma_noise > 0)
+            return bool(c.noise) and maybe_positive(c.sigma_noise)
         if self.readout == "adc":
-            return bool(self.adc.noise and self.adc.sigma_noise > 0)
+            return bool(self.adc.noise) and maybe_positive(self.adc.sigma_noise)
         return False
 
     def _n_planes(self) -> int:
@@ -201,7 +203,7 @@ class SRAMTile(AbstractTile):
         keys = jax.random.split(key, 4) if key is not None else [None] * 4
         col = self.column
         dvt = None
-        if self.mode == "current" and col.mismatch and col.a_vt > 0:
+        if self.mode == "current" and col.mismatch and maybe_positive(col.a_vt):
             dvt = col.sample_dvt((p, nb, self.rows, out), key=keys[0], dtype=w.dtype)  # (2, P, nb, rows, out)
             dvt = jnp.moveaxis(dvt, 0, 2)
         offset = col.sample_offsets(p * nb * out, key=keys[1], dtype=w.dtype).reshape(p, nb, out) \

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cards import load_card
+from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
 from .._ste import clip_ste, round_ste
 from ..arrays._charge_sharing import ChargeSharingArray, ChargeSharingState
@@ -93,12 +94,11 @@ class SwitchedCapTile(AbstractTile):
     hardware: ClassVar[str] = "switched_cap"
 
     def __check_init__(self):
-        if self.rows < 1:
-            raise ValueError(f"SwitchedCapTile.rows = {self.rows}: must be >= 1")
-        if self.a_bits is not None and self.a_bits < 1:
-            raise ValueError(f"SwitchedCapTile.a_bits = {self.a_bits}: must be >= 1 or None")
-        if self.x_range is not None and not self.x_range > 0:
-            raise ValueError(f"SwitchedCapTile.x_range = {self.x_range!r}: must be > 0 or None")
+        require_count("SwitchedCapTile", "rows", self.rows, 1)
+        require_count("SwitchedCapTile", "a_bits", self.a_bits, 1, MAX_CODE_BITS, none_ok=True,
+                      why=f"input magnitude bits, None = continuous; float32 codes are exact up to 2**{MAX_CODE_BITS}")
+        if self.x_range is not None:
+            require(lambda v: v > 0, "SwitchedCapTile", "x_range", self.x_range, "must be > 0 or None")
 
     @classmethod
     def from_card(cls, name: str = "sc_lee_wong2016", adc: str | None = "sar_adc_lee_wong2016", *,
@@ -113,7 +113,8 @@ class SwitchedCapTile(AbstractTile):
     def needs_key(self) -> bool:
         """True when kT/C sampling noise or the ADC's comparator noise is on (see
         AbstractTile.needs_key)."""
-        return bool(self.array.ktc) or bool(self.adc is not None and self.adc.noise and self.adc.sigma_noise > 0)
+        return bool(self.array.ktc) or (self.adc is not None and bool(self.adc.noise)
+                                        and maybe_positive(self.adc.sigma_noise))
 
     @property
     def _levels(self) -> float:
