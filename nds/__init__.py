@@ -12,6 +12,7 @@ See DESIGN.md for the architecture. The public API::
     rep   = nds.cost(model, input_shape=(1, 28, 28))
     nds.save("chip.nds.safetensors", chip); chip = nds.load("chip.nds.safetensors")
     nds.save_weights("w.safetensors", model); model = nds.load_weights("w.safetensors", model)
+    sens  = nds.sensitivity(model, (x, y), params=["cell.g_max"], key=k5, num_chips=8)
 """
 
 from . import arrays as arrays
@@ -44,5 +45,7 @@ from ._program import program as program
 from .costs import CostReport as CostReport
 from .costs import cost as cost
 from .nn._analogize import analogize as analogize
+from .sensitivity import SensitivityResult as SensitivityResult
+from .sensitivity import sensitivity as sensitivity
 
 __version__ = "0.1.0"
