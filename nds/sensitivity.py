@@ -211,24 +211,25 @@ def hardware_parameters(model: Any) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- surrogate
-def _with_scales(model: Any, located: Sequence[Sequence[tuple[int, str, str]]], scales: Array) -> Any:
-    """``model`` with every located parameter multiplied by the scales of the names that hold
-    it (1 = unchanged; a leaf named twice, e.g. ``"cell.g_max"`` and ``"linear0:cell.g_max"``,
-    gets the product)."""
+def _with_scales(model: Any, located: Sequence[Sequence[tuple[int, str, str]]], scales: Array,
+                 shifts: Array | None = None) -> Any:
+    """``model`` with every located parameter ``θ_i`` replaced by ``θ_i · s + δ``, ``s`` and
+    ``δ`` the scale and shift of the name that holds it (1 and 0 leave it unchanged; a leaf
+    named twice, e.g. ``"cell.g_max"`` and ``"linear0:cell.g_max"``, gets both)."""
     layers = analog_layers(model)
-    factor: dict[tuple[int, str], Any] = {}
+    shifts = jnp.zeros_like(scales) if shifts is None else shifts
+    value: dict[tuple[int, str], Any] = {}
     for k, occ in enumerate(located):
         for i, _, path in occ:
-            factor[(i, path)] = factor.get((i, path), 1.0) * scales[k]
-    wheres = list(factor)
-    values = [jnp.asarray(_resolve(_tile_of(layers[i]), path), scales.dtype) * factor[(i, path)]
-              for i, path in wheres]
+            v = value.get((i, path), jnp.asarray(_resolve(_tile_of(layers[i]), path), scales.dtype))
+            value[(i, path)] = v * scales[k] + shifts[k]
+    wheres = list(value)
 
     def where(m):
         ls = analog_layers(m)
         return [_resolve(_tile_of(ls[i]), path) for i, path in wheres]
 
-    return eqx.tree_at(where, model, values)
+    return eqx.tree_at(where, model, [value[w] for w in wheres])
 
 
 def surrogate_loss(model: Any, x: Array, y: Array, *, key: PRNGKeyArray, t: float | None = None
@@ -287,59 +288,33 @@ def sensitivity(model: Any, data: tuple[Array, Array], *, params: Sequence[str] 
 
     located_t = tuple(tuple(occ) for occ in located)
     ones = jnp.ones((len(names),), dtype)
-    ce, acc, g = _per_chip(model, located_t, ones, x, y, jax.random.split(key, num_chips), t)
-    ce, acc, g = np.asarray(ce, np.float64), np.asarray(acc, np.float64), np.asarray(g, np.float64)
+    ce, acc, gs, gd = _per_chip(model, located_t, ones, x, y, jax.random.split(key, num_chips), t, jnp.zeros_like(ones))
+    ce, acc = np.asarray(ce, np.float64), np.asarray(acc, np.float64)
+    gs, gd = np.asarray(gs, np.float64), np.asarray(gd, np.float64)
     se = lambda a: float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0
     out = []
     for k, name in enumerate(names):
         vals = values[k]
-        total = float(sum(vals))
-        # dL/ds_k = Σ_i θ_i ∂L/∂θ_i; the physical gradient (common shift) is Σ_i ∂L/∂θ_i, which
-        # equals (dL/ds_k) / θ when every layer holds the same θ
         same = all(v == vals[0] for v in vals)
-        gmean = float(g[:, k].mean())
-        if same and vals[0] != 0:
-            grad = gmean / vals[0]
-        else:
-            base = tuple(jnp.asarray(v, dtype) for v in vals)
-            grad = float(np.mean(np.asarray(_shift_grad(model, tuple(located[k]), base, x, y,
-                                                        jax.random.split(key, num_chips), t), np.float64)))
         out.append(ParameterSensitivity(
-            name=name, layers=tuple(l for _, l, _ in located[k]), value=vals[0] if same else vals, grad=grad,
-            per_percent=0.01 * gmean, per_percent_se=0.01 * se(g[:, k])))
-        del total
+            name=name, layers=tuple(l for _, l, _ in located[k]), value=vals[0] if same else vals,
+            grad=float(gd[:, k].mean()), per_percent=0.01 * float(gs[:, k].mean()), per_percent_se=0.01 * se(gs[:, k])))
     return SensitivityResult(params=tuple(out), loss=float(ce.mean()), loss_se=se(ce), accuracy=float(acc.mean()),
                              num_chips=num_chips, n_examples=int(x.shape[0]), t_seconds=t)
 
 
 @eqx.filter_jit
-def _per_chip(model, located, scales, x, y, keys, t):
-    """Per chip: (cross-entropy, accuracy, dL/d scales), stacked over ``keys``."""
+def _per_chip(model, located, scales, x, y, keys, t, shifts=None):
+    """Per chip: (cross-entropy, accuracy, dL/d scales, dL/d shifts), stacked over ``keys``.
+    ``dL/ds_k = Σ_i θ_i ∂L/∂θ_i`` and ``dL/dδ_k = Σ_i ∂L/∂θ_i`` over the layers holding
+    name ``k`` (one backward pass gives both)."""
+    shifts = jnp.zeros_like(scales) if shifts is None else shifts
 
     def one(k):
-        def f(s):
-            return surrogate_loss(_with_scales(model, located, s), x, y, key=k, t=t)
+        def f(sd):
+            return surrogate_loss(_with_scales(model, located, sd[0], sd[1]), x, y, key=k, t=t)
 
-        (ce, acc), g = jax.value_and_grad(f, has_aux=True)(scales)
-        return ce, acc, g
-
-    return jax.lax.map(one, keys)
-
-
-@eqx.filter_jit
-def _shift_grad(model, occ, base, x, y, keys, t):
-    """Per chip, ``Σ_i ∂L/∂θ_i`` for a parameter that is 0 or differs between layers: the
-    derivative w.r.t. a common additive shift ``δ`` (θ_i + δ) at δ = 0."""
-
-    def where(m):
-        ls = analog_layers(m)
-        return [_resolve(_tile_of(ls[i]), path) for i, _, path in occ]
-
-    def one(k):
-        def f(delta):
-            m = eqx.tree_at(where, model, [b + delta for b in base])
-            return surrogate_loss(m, x, y, key=k, t=t)[0]
-
-        return jax.grad(f)(jnp.zeros((), base[0].dtype))
+        (ce, acc), (gs, gd) = jax.value_and_grad(f, has_aux=True)((scales, shifts))
+        return ce, acc, gs, gd
 
     return jax.lax.map(one, keys)
