@@ -60,8 +60,18 @@ class ChargeSharingArray(AbstractCardModule):
     Fields (SI): ``c_u`` (F), ``a_c`` (m, Pelgrom coefficient of the relative mismatch per
     sqrt(area)), ``c_density`` (F/m²), ``temperature`` (K), ``c_par`` (F, parasitic on each
     summing node), ``r_on`` (Ω, unit switch), ``f_clk`` (Hz), ``v_ref`` (V, input full
-    scale), ``e_switch`` (J per MAC: switch drivers, local weight memory, clocking — a
-    calibrated lump), ``a_unit`` (m² per unit capacitor incl. its switch).
+    scale), ``e_switch`` (J per MAC: local weight memory, clocking, control — a
+    calibrated lump, independent of the clock), ``a_unit`` (m² per unit capacitor incl. its
+    switch), ``tau_switch`` (s: the technology's ``R_on · C_gate`` product of a switch, which
+    sets the gate capacitance ``tau_switch / r_on`` of a switch of resistance ``r_on``).
+
+    Clock dependence (:meth:`at_clock`, :attr:`e_drive`): the switches are sized for the
+    card's clock ``f_clk``; at another clock ``f`` they are resized to settle equally well
+    (the same number of time constants ``r_on c_u`` in the half period ``1/(2f)``), i.e.
+    ``r_on ∝ 1/f``, so their gate capacitance, and the energy to drive it (``C_gate v_ref²``
+    per unit switch and cycle, two banks of ``N`` units per MAC), grow ∝ ``f``. Everything
+    else per MAC (sampling ``C V²``, ``e_switch``, the ADC) does not depend on the clock at
+    a fixed supply. Supply-voltage scaling with the clock is not modelled.
     Static: ``w_bits`` (weight magnitude bits, ``N = 2^w_bits - 1`` units per bank; None =
     continuous), switches ``mismatch``, ``ktc``, ``settling``.
 
@@ -80,6 +90,7 @@ class ChargeSharingArray(AbstractCardModule):
     v_ref: float
     e_switch: float
     a_unit: float
+    tau_switch: float = 0.0
     w_bits: int | None = eqx.field(static=True, default=3)
     mismatch: bool = eqx.field(static=True, default=True)
     ktc: bool = eqx.field(static=True, default=True)
@@ -88,12 +99,12 @@ class ChargeSharingArray(AbstractCardModule):
     card_kind: ClassVar[str] = "charge_sharing"
     card_units: ClassVar[dict[str, str]] = {
         "c_u": "F", "a_c": "m", "c_density": "F/m2", "temperature": "K", "c_par": "F", "r_on": "Ohm",
-        "f_clk": "Hz", "v_ref": "V", "e_switch": "J", "a_unit": "m2", "w_bits": "1",
+        "f_clk": "Hz", "v_ref": "V", "e_switch": "J", "a_unit": "m2", "w_bits": "1", "tau_switch": "s",
     }
     card_ranges: ClassVar[dict] = {"c_u": (0.0, None), "a_c": (0.0, None), "c_density": (0.0, None),
                                    "temperature": (0.0, None), "c_par": (0.0, None), "r_on": (0.0, None),
                                    "f_clk": (0.0, None), "v_ref": (0.0, None), "e_switch": (0.0, None),
-                                   "a_unit": (0.0, None), "w_bits": (1, 16)}
+                                   "a_unit": (0.0, None), "w_bits": (1, 16), "tau_switch": (0.0, 1e-9)}
 
     def __check_init__(self):
         # concrete values only: every card parameter stays a differentiable leaf (nds._checks)
@@ -124,6 +135,28 @@ class ChargeSharingArray(AbstractCardModule):
             return 1.0
         tau = 2 * self.f_clk * self.r_on * self.c_u  # (T / (r_on c_u))^-1
         return (-jnp.expm1(-1.0 / tau)) ** 2
+
+    @property
+    def e_drive(self) -> float | Float[Array, ""]:
+        """Energy (J) per MAC to drive the unit switches' gates at the card's clock:
+        ``2 N (tau_switch / r_on) v_ref²`` (``N`` units per bank, P and N banks; 0 when
+        ``r_on = 0``, an ideal switch)."""
+        if is_zero(self.r_on):
+            return 0.0
+        return 2 * self.n_units * self.tau_switch / self.r_on * self.v_ref**2
+
+    def at_clock(self, f_clk: float) -> "ChargeSharingArray":
+        """This array run at clock ``f_clk`` (Hz) with its switches resized to settle as well
+        as at the card's clock: ``r_on · f_card / f_clk`` (see the class docstring). The
+        settling gain is unchanged; :attr:`e_drive` scales ∝ ``f_clk``.
+
+        Raises:
+            ValueError: a concrete ``f_clk`` <= 0.
+        """
+        import dataclasses
+
+        require(lambda v: v > 0, "ChargeSharingArray", "at_clock(f_clk)", f_clk, "must be > 0 Hz")
+        return dataclasses.replace(self, f_clk=f_clk, r_on=self.r_on * self.f_clk / f_clk)
 
     def c_total(self, rows: int) -> float:
         """Nominal capacitance of a summing node, F (``rows N c_u + c_par``)."""
