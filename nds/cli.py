@@ -66,6 +66,20 @@ def report_table(results: dict) -> Table:
     return t
 
 
+def sensitivity_table(results: dict) -> Table:
+    """The ``[sensitivity]`` table: per hardware entry, each parameter's value, gradient and
+    change of the chip-averaged cross-entropy for +1 %, most harmful first."""
+    t = Table(title="sensitivity: change of the chip-averaged cross-entropy (nats) for +1 % of each parameter")
+    for c in ("hardware", "parameter", "value (SI)", "dL/dθ (per SI unit)", "ΔL per +1 %", "± s.e."):
+        t.add_column(c, justify="left" if c in ("hardware", "parameter") else "right")
+    for hw, rows in (results.get("sensitivity") or {}).items():
+        for r in rows:
+            v = r["value"] if not isinstance(r["value"], list) else max(r["value"], key=abs)
+            t.add_row(hw, r["name"], f"{v:.4g}", f"{r['grad']:.4g}", f"{r['per_percent']:+.3g}",
+                      f"{r['per_percent_se']:.2g}")
+    return t
+
+
 @app.command()
 def study(
     path: Annotated[Optional[pathlib.Path], typer.Argument(help="study TOML (default: the built-in MNIST study)")] = None,
@@ -109,6 +123,8 @@ def study(
         raise typer.Exit(2)
     console.print(results_table(results))
     console.print(report_table(results))
+    if results.get("sensitivity"):
+        console.print(sensitivity_table(results))
     extra = f", {out / 'sweep.png'}" if results.get("sweep") else ""
     console.print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_time.png'}, "
                   f"{out / 'energy_breakdown.png'}{extra} in {time.time() - t0:.0f} s")

@@ -81,6 +81,9 @@ DEFAULT_STUDY: dict[str, Any] = {
     # off by default (minutes per array size): see examples/study_sweep.toml
     "sweep": {"card": "rram_wan2022", "array_sizes": [], "r_wire": [0.0, 1.0, 2.5, 5.0], "chips": 8,
               "fidelity": "exact"},
+    # gradient of the chip-averaged cross-entropy w.r.t. hardware parameters (nds.sensitivity);
+    # off by default: params = [] ("all": every differentiable parameter of each entry)
+    "sensitivity": {"params": [], "chips": 8, "n_examples": 200, "t": 86400.0},
 }
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -89,6 +92,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "network": {"name": str, "digital_layers": list},
     "report": {"networks": list, "batch_size": int},
     "sweep": {"card": str, "array_sizes": list, "r_wire": list, "chips": int, "fidelity": str},
+    "sensitivity": {"params": list, "chips": int, "n_examples": int, "t": (int, float)},
     "training": {"steps": int, "batch_size": int, "lr": (int, float), "noise_aware_steps": int,
                  "noise_aware_lr": (int, float), "noise_aware_t": (int, float), "clip_sigma": (int, float)},
 }
@@ -233,6 +237,15 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
         raise _bad(where, "sweep.fidelity", sw["fidelity"], "'exact' or 'first_order'")
     if sw["chips"] < 1:
         raise _bad(where, "sweep.chips", sw["chips"], "an integer >= 1")
+    se = cfg["sensitivity"]
+    if any(not isinstance(p, str) for p in se["params"]):
+        raise _bad(where, "sensitivity.params", se["params"], "parameter names (see nds.sensitivity), or ['all']")
+    if se["chips"] < 1:
+        raise _bad(where, "sensitivity.chips", se["chips"], "an integer >= 1")
+    if se["n_examples"] < 1:
+        raise _bad(where, "sensitivity.n_examples", se["n_examples"], "an integer >= 1")
+    if not (_is_num(se["t"]) and math.isfinite(se["t"]) and se["t"] >= 0):
+        raise _bad(where, "sensitivity.t", se["t"], "finite seconds >= 0")
     hw = cfg["hardware"]
     if not isinstance(hw, list) or not hw:
         raise StudyError(f"{where}: [[hardware]] must list at least one entry")
@@ -573,6 +586,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         with atomic_path(out / "sweep.png") as tmp:
             plot_sweep(sweep_rows, tmp, title=f"{n['name']} on {d['name']}, card {sw['card']}")
 
+    sens = _sensitivity_rows(cfg, digital, (xte, yte), entries, digital_layers, k_mc, parts, dep_train, log)
     results = {
         "config_hash": config_hash,
         "nds_version": _version(),
@@ -580,6 +594,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         "dataset": {"name": ds.name, "n_test": int(len(ds.y_test)), "n_train": int(len(ds.y_train))},
         "rows": rows,
         "sweep": sweep_rows,
+        "sensitivity": sens,
         "cost": cost_tables,
         "report": [report_row(n["name"], name, rep, accuracy=_acc_of(rows, name), dataset=ds.name,
                               n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,
@@ -615,6 +630,36 @@ def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], warn: Callabl
         os.replace(ckpt, dest / ckpt.name)
         warn(f"{e}; moved to {dest / ckpt.name}; training starts over")
         return fit(*args, checkpoint=ckpt, checkpoint_every=100, **kwargs)
+
+
+def _sensitivity_rows(cfg, digital, data, entries, digital_layers, key, parts, dep_train, log) -> dict | None:
+    """``{hardware name: nds.sensitivity rows}`` for the ``[sensitivity]`` table (None when
+    its ``params`` list is empty). Each entry gets the names its model has; drifting tiles are
+    aged to ``sensitivity.t``."""
+    from .sensitivity import hardware_parameters, sensitivity
+
+    se = cfg["sensitivity"]
+    if not se["params"]:
+        return None
+    x, y = (a[: se["n_examples"]] for a in data)
+    out = {}
+    for h in cfg["hardware"]:
+        if not h.get("standalone", True):
+            continue
+        tile = make_tile(h, entries)
+        model = analogize(digital, tile, digital=digital_layers)
+        have = hardware_parameters(model)
+        names = have if se["params"] == ["all"] else [p for p in se["params"] if p.split(":")[-1] in have]
+        if not names:
+            continue
+        t = float(se["t"]) if tile_drifts(tile) else None
+
+        def make(model=model, names=names, t=t):
+            return sensitivity(model, (x, y), params=names, key=key, num_chips=se["chips"], t=t).rows()
+
+        out[h["name"]] = parts.json(f"sensitivity_{h['name']}", {"base": dep_train, "hw": h, "sens": se}, make,
+                                    log=log)
+    return out
 
 
 def _breakdown(rep: CostReport) -> dict[str, float]:

