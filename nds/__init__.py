@@ -17,6 +17,7 @@ See DESIGN.md for the architecture. The public API::
 
 from . import arrays as arrays
 from . import boosting as boosting
+from . import console as console
 from . import cells as cells
 from . import converters as converters
 from . import dataflow as dataflow
@@ -37,6 +38,8 @@ from ._io import load as load
 from ._io import load_weights as load_weights
 from ._io import save as save
 from ._io import save_weights as save_weights
+from ._evaluate import Evaluation as Evaluation
+from ._evaluate import evaluate as evaluate
 from ._monte_carlo import MonteCarloResult as MonteCarloResult
 from ._monte_carlo import monte_carlo as monte_carlo
 from ._monte_carlo import summarize as summarize

@@ -1,105 +1,148 @@
-"""The ``nds`` command line (typer): ``nds study [STUDY.toml]``, ``nds cards``."""
+"""The ``nds`` command line (typer): ``nds study [STUDY.toml]``, ``nds cards``, ``nds --version``.
+
+Tables go to standard output, progress to standard error (:class:`nds.console.Reporter`):
+``nds study > log.txt`` keeps a readable 80-column log, ``--format markdown|csv`` prints every
+column, ``--format json`` prints ``results.json`` only. Help texts are written for users and
+shown without markup processing, so ``[sweep]`` prints as it reads.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
 import pathlib
 import sys
-import time
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-app = typer.Typer(add_completion=False, help="nds: mixed-signal near-data DNN hardware simulation.")
+from .console import Column, Reporter, fmt_energy, fmt_seconds
 
+__all__ = ["app", "main", "results_table", "report_table", "sensitivity_table"]
 
-def _fmt_energy(j: float) -> str:
-    if j == 0:
-        return "0"
-    for unit, f in (("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if j >= f:
-            return f"{j / f:.3g} {unit}"
-    return f"{j:.3g} J"
+app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
+                  help="nds: simulate a DNN on mixed-signal near-data hardware (accuracy over chips and "
+                       "time, energy, latency, area). Documentation: the README and docs/ of the nds "
+                       "repository.")
 
-
-def _fmt_time(s: float) -> str:
-    for unit, f in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if s >= f:
-            return f"{s / f:.3g} {unit}"
-    return f"{s:.3g} s"
+# kept for callers of the former names
+_fmt_energy = fmt_energy
+_fmt_time = fmt_seconds
 
 
-def results_table(results: dict) -> Table:
-    """The study's table: one row per (hardware, training, time)."""
-    from .study import _fmt_t
+class OutputFormat(str, enum.Enum):
+    """``--format`` choices."""
 
+    text = "text"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"nds {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """nds: simulate a DNN on mixed-signal near-data hardware."""
+
+
+def results_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str]:
+    """The study's table, one row per (hardware, training, time): ``(title, columns, rows,
+    note)`` for :meth:`nds.console.Reporter.table` (raw values; the compact view shows the
+    columns marked compact)."""
     ds = results["dataset"]
-    t = Table(title=f"nds study: {ds['name']} ({ds['n_test']} test images), accuracy over chips")
-    for c in ("hardware", "training", "t", "chips", "acc mean", "acc std", "acc p5", "energy/inf", "latency/inf"):
-        t.add_column(c, justify="right" if c not in ("hardware", "training") else "left")
+    cols = [Column("hardware"), Column("training"), Column("t", "duration"), Column("chips", "int"),
+            Column("mean", "pct"), Column("std", "pp"), Column("test SE", "pp"), Column("p5", "pct"),
+            Column("p50", "pct", False), Column("p95", "pct", False), Column("energy", "energy"),
+            Column("latency", "seconds"), Column("off-chip B", "num", False), Column("area mm²", "num", False)]
+    rows = []
     for r in results["rows"]:
         a = r["accuracy"]
-        t.add_row(r["hardware"], r["training"], _fmt_t(r["t_seconds"]), str(r["num_chips"]),
-                  f"{100 * a['mean']:.2f}%", f"{100 * a['std']:.2f}", f"{100 * a['p5']:.2f}%",
-                  _fmt_energy(r["energy_j"]), _fmt_time(r["latency_s"]))
-    return t
+        rows.append([r["hardware"], r["training"], r["t_seconds"], r["num_chips"], a["mean"], a["std"],
+                     a.get("test_se"), a["p5"], a["p50"], a["p95"], r["energy_j"], r["latency_s"],
+                     r["offchip_bytes"], r["area_m2"] * 1e6])
+    title = f"nds study: {ds['name']}, {ds['n_test']} test examples: accuracy over chips"
+    note = ("t: time after programming; std: spread over chips and test SE: test-set standard error, both "
+            "in percentage points; energy and latency per inference. Every column: --format markdown.")
+    return title, cols, rows, note
 
 
-def report_table(results: dict) -> Table:
-    """The section VIII table: accuracy beside energy (by category), off-chip traffic, latency,
-    throughput, area, bits and the hardware of each layer."""
-    t = Table(title="hardware report (per inference; energies simulated from cards)")
-    cols = ("network", "hardware", "accuracy", "energy", "compute", "conv.", "array", "on-chip", "off-chip",
-            "static", "off-chip B", "latency", "inf/s", "area mm²", "bits w/a")
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("network", "hardware") else "right")
+def report_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str]:
+    """The section VIII table (accuracy beside energy by category, off-chip traffic, latency,
+    throughput, area, bits): ``(title, columns, rows, note)`` like :func:`results_table`."""
+    cols = [Column("network"), Column("hardware"), Column("accuracy", "pct"), Column("n test", "int", False),
+            Column("energy", "energy"), Column("compute", "energy", False), Column("conversion", "energy", False),
+            Column("array", "energy", False), Column("on-chip", "energy", False),
+            Column("off-chip", "energy", False), Column("static", "energy", False),
+            Column("off-chip B", "num", False), Column("latency", "seconds"), Column("inf/s", "num"),
+            Column("area mm²", "num"), Column("bits w/a")]
+    rows = []
     for r in results.get("report", []):
         e = r["energy_breakdown_j"]
-        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}% (n={r['n_test']})"
         bits = f"{r['bits_weight'] or 'fp'}/{r['bits_activation'] or 'fp'}"
-        t.add_row(r["network"], r["hardware"], acc, _fmt_energy(r["energy_j"]), _fmt_energy(e["compute"]),
-                  _fmt_energy(e["conversion"]), _fmt_energy(e["array"]), _fmt_energy(e["onchip_memory"]),
-                  _fmt_energy(e["offchip"]), _fmt_energy(e.get("static", 0.0)), f"{r['offchip_bytes']:.3g}", _fmt_time(r["latency_s"]),
-                  f"{r['throughput_inf_per_s']:.3g}", f"{r['area_m2'] * 1e6:.3g}", bits)
-    return t
+        rows.append([r["network"], r["hardware"], r["accuracy"], r.get("n_test"), r["energy_j"], e["compute"],
+                     e["conversion"], e["array"], e["onchip_memory"], e["offchip"], e.get("static", 0.0),
+                     r["offchip_bytes"], r["latency_s"], r["throughput_inf_per_s"], r["area_m2"] * 1e6, bits])
+    note = ("Per inference; energies simulated from the cards' per-action figures, not measured; fp: "
+            "unquantized. Energy by category (compute, conversion, array, memories, static): --format markdown.")
+    return "hardware report", cols, rows, note
 
 
-def sensitivity_table(results: dict) -> Table:
-    """The ``[sensitivity]`` table: per hardware entry, each parameter's value, gradient and
-    change of the chip-averaged cross-entropy for +1 %, most harmful first."""
-    t = Table(title="sensitivity: change of the chip-averaged cross-entropy (nats) for +1 % of each parameter")
-    for c in ("hardware", "parameter", "value (SI)", "dL/dθ (per SI unit)", "ΔL per +1 %", "± s.e."):
-        t.add_column(c, justify="left" if c in ("hardware", "parameter") else "right")
-    for hw, rows in (results.get("sensitivity") or {}).items():
-        for r in rows:
+def sensitivity_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str]:
+    """The ``[sensitivity]`` table (per hardware entry, each parameter's value, gradient and
+    change of the chip-averaged cross-entropy for +1 %, most harmful first): ``(title, columns,
+    rows, note)`` like :func:`results_table`."""
+    cols = [Column("hardware"), Column("parameter"), Column("value (SI)", "num"), Column("dL/dθ (SI)", "num", False),
+            Column("ΔL per +1 %", "num"), Column("± s.e.", "num")]
+    rows = []
+    for hw, rs in (results.get("sensitivity") or {}).items():
+        for r in rs:
             v = r["value"] if not isinstance(r["value"], list) else max(r["value"], key=abs)
-            t.add_row(hw, r["name"], f"{v:.4g}", f"{r['grad']:.4g}", f"{r['per_percent']:+.3g}",
-                      f"{r['per_percent_se']:.2g}")
-    return t
+            rows.append([hw, r["name"], v, r["grad"], r["per_percent"], r["per_percent_se"]])
+    note = ("Change of the chip-averaged cross-entropy (nats) for +1 % of each parameter; s.e. over chips; "
+            "the gradient per SI unit: --format markdown.")
+    return "sensitivity", cols, rows, note
 
 
-@app.command()
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command(short_help="Run a study: accuracy over chips and time, energy, latency, area.", help="""Run a study: train a network, map it onto each hardware entry, evaluate it over
+manufactured chips and times after programming, fine-tune with noise-aware training, and cost
+it. With no STUDY file the built-in MNIST study runs (LeNet-5 on RRAM and PCM, 32 chips).
+
+Prints the accuracy table and the hardware report (compact, 80 columns; --format for every
+column), progress on standard error, and writes results.json, accuracy_vs_time.png,
+energy_breakdown.png (and sweep.png when the study has a [sweep] table) to --out. Finished
+parts are kept in OUT/parts: rerun the same command after an interruption to resume.
+
+Exit codes: 2 for a malformed study file or option (the message names the file, key or
+option), 130 when interrupted.""")
 def study(
-    path: Annotated[Optional[pathlib.Path], typer.Argument(help="study TOML (default: the built-in MNIST study)")] = None,
+    path: Annotated[Optional[pathlib.Path], typer.Argument(
+        metavar="STUDY.toml", help="study file (TOML); default: the built-in MNIST study")] = None,
     out: Annotated[pathlib.Path, typer.Option("--out", "-o", help="output folder")] = pathlib.Path("nds-results"),
-    chips: Annotated[Optional[int], typer.Option(help="number of chips per Monte Carlo row")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="study seed")] = None,
+    chips: Annotated[Optional[int], typer.Option(min=1, help="chips per Monte Carlo row (overrides study.chips)")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="study seed (overrides study.seed)")] = None,
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", "-f", help="tables as compact text (80 columns), markdown or csv with every column, "
+                               "or json (results.json on standard output)")] = OutputFormat.text,
 ) -> None:
-    """Run a study: train, map onto hardware, Monte Carlo over chips and time, noise-aware
-    training; print the tables, write results.json, accuracy_vs_time.png and
-    energy_breakdown.png (and sweep.png with a [sweep]) to OUT. Finished parts are kept in
-    OUT/parts: rerun the same command after an interruption to resume.
-
-    Raises:
-        typer.Exit: code 2 after printing the message of a :class:`nds.study.StudyError`
-            (malformed study file or hardware entry); code 130 on ``KeyboardInterrupt``.
-            Other exceptions propagate (traceback, exit code 1).
-    """
     from .study import StudyError, load_study, run_study
 
-    console = Console(width=None if sys.stdout.isatty() else 180)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a folder")
     over = {}
     if chips is not None:
         over["study.chips"] = chips
@@ -108,42 +151,49 @@ def study(
     try:
         cfg = load_study(path, **over)
     except StudyError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2)
-    t0 = time.time()
+        _fail(str(e))
+    ui = Reporter("study", out=out, format=format.value)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            results = run_study(cfg, out, console=console, progress=progress)
+        with ui:
+            results = run_study(cfg, out, reporter=ui)
     except KeyboardInterrupt:
-        console.print(f"interrupted: finished parts are saved in {out / 'parts'}; rerun the same command to resume")
+        typer.echo(f"interrupted: finished parts are saved in {out / 'parts'}; rerun the same command to resume",
+                   err=True)
         raise typer.Exit(130)
     except StudyError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2)
-    console.print(results_table(results))
-    console.print(report_table(results))
-    if results.get("sensitivity"):
-        console.print(sensitivity_table(results))
-    extra = f", {out / 'sweep.png'}" if results.get("sweep") else ""
-    console.print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_time.png'}, "
-                  f"{out / 'energy_breakdown.png'}{extra} in {time.time() - t0:.0f} s")
+        _fail(str(e))
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(results, indent=1) + "\n")
+    else:
+        tables = [results_table(results), report_table(results)]
+        if results.get("sensitivity"):
+            tables.append(sensitivity_table(results))
+        for title, cols, rows, note in tables:
+            ui.table(title, cols, rows, note=note)
+    wrote = [out / "results.json", out / "accuracy_vs_time.png", out / "energy_breakdown.png"]
+    if results.get("sweep"):
+        wrote.append(out / "sweep.png")
+    ui.summary(wrote)
 
 
-@app.command()
-def cards() -> None:
-    """List the shipped device and circuit cards with their sources."""
+@app.command(short_help="List the shipped device and circuit cards.", help="List the shipped device and circuit cards with their published sources.")
+def cards(
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, markdown, csv or json")
+                      ] = OutputFormat.text,
+) -> None:
     import tomllib
 
     from ._cards import card_path, list_cards
 
-    t = Table(title="shipped cards")
-    for c in ("name", "kind", "measured", "source"):
-        t.add_column(c)
+    rows = []
     for name in list_cards():
         meta = tomllib.loads(card_path(name).read_text())["meta"]
-        t.add_row(name, meta["kind"], str(meta.get("measured", False)), meta["source"])
-    Console().print(t)
+        rows.append([name, meta["kind"], str(meta.get("measured", False)), meta["source"]])
+    cols = [Column("name"), Column("kind"), Column("measured"), Column("source")]
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps([dict(zip((c.name for c in cols), r)) for r in rows], indent=1) + "\n")
+        return
+    Reporter("cards", format=format.value).table("shipped cards", cols, rows)
 
 
 def main() -> None:  # console-script entry point

@@ -159,7 +159,9 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
         :class:`CostReport`.
 
     Raises:
-        ValueError: the model has no analog layers, or ``batch_size`` < 1.
+        ValueError: the model has no analog layers, ``batch_size`` < 1, or the model does not
+            accept one example of ``input_shape`` (e.g. a shape with a batch axis,
+            ``(8, 1, 28, 28)`` for LeNet-5; the message quotes the model's own error).
     """
     if batch_size < 1:
         raise ValueError(f"cost: batch_size = {batch_size}, must be >= 1")
@@ -171,7 +173,18 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
         b0, d0 = default_memories()
         buffer = buffer or b0
         dram = dram or d0
-    shapes = _layer_shapes(model, input_shape)
+    try:
+        input_shape = tuple(int(d) for d in input_shape)
+    except TypeError:
+        raise ValueError(f"cost: input_shape = {input_shape!r}; expected a tuple of ints, the shape of one "
+                         "example, e.g. (1, 28, 28)") from None
+    try:
+        shapes = _layer_shapes(model, input_shape)
+    except Exception as err:  # the model's own message is kept below
+        raise ValueError(f"cost: the model does not accept one example of input_shape = {input_shape}. "
+                         "input_shape is the shape of ONE example without a batch axis (e.g. (1, 28, 28) for "
+                         "LeNet-5 on MNIST, not (8, 1, 28, 28)); batch_size= states the batch. The model raised: "
+                         f"{type(err).__name__}: {err}") from err
     rows = []
     total = Cost()
     digital_weight_bytes = 0.0

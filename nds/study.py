@@ -21,13 +21,18 @@ checkpoint every 100 steps and resumes mid-way. A damaged part is named, moved t
         {"hardware": "digital" | "<entry name>", "kind": "<kind>", "card": "<card>" | null,
          "training": "standard" | "noise-aware", "t_seconds": float | null,
          "accuracy": {"mean", "std", "p5", "p50", "p95", "ci": [lo, hi], "n", "confidence",
-                      "samples": [one per chip]},
+                      "test_se", "n_test", "samples": [one per chip]},
          "energy_j": float, "latency_s": float,          # per inference
          "energy_breakdown_j": {...}, "offchip_bytes": float, "area_m2": float, "num_chips": int}
       ],
       "cost": {"<hardware>": [per-layer cost rows + a "total" row]},
-      "report": [one section-VIII row per (network, hardware), see :func:`report_row`]
+      "report": [one section-VIII row per (network, hardware), see :func:`report_row`],
+      "timing": {"parts": [{"part", "seconds"}], "total_s"}     # this run's parts
     }
+
+Accuracy rows come from :func:`nds.evaluate` (each chip programmed once and aged to every
+time of ``study.times``); ``test_se`` is the test-set standard error beside ``std``, the
+spread over chips.
 
 Hardware entries and their keys: :mod:`nds.hardware`.
 """
@@ -47,9 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._monte_carlo import monte_carlo, summarize
-from ._program import drift, program
 from ._cards import CardError, card_kind
+from ._evaluate import evaluate
 from ._cost_types import ENERGY_CATEGORIES
 from ._atomic import atomic_path, atomic_write
 from ._parts import _hash, _Parts, _warn
@@ -59,7 +63,8 @@ from .hardware import HardwareError, build_tile, entry_defaults, tile_drifts, ti
 from .nn._analogize import analogize
 from .nn.models import alexnet, lenet5, mlp, vgg16
 from .tiles._digital import DigitalTile
-from .train import accuracy, fit
+from .console import Reporter, fmt_duration
+from .train import fit
 
 __all__ = ["DEFAULT_STUDY", "StudyError", "load_study", "run_study"]
 
@@ -352,12 +357,12 @@ def run_study(
     cfg: dict,
     out: str | pathlib.Path,
     *,
-    console: Any = None,
-    progress: Any = None,
+    reporter: Reporter | None = None,
 ) -> dict:
     """Run a validated study configuration, writing to ``out``. Returns the results dict.
 
-    ``progress``: a ``rich.progress.Progress`` (optional) for progress bars.
+    ``reporter``: a :class:`nds.console.Reporter` for progress (a line per finished part,
+    bars in a terminal) and notices; default: silent, notices as warnings.
 
     The study holds a lock on ``out`` (``out/.nds-study.lock``, an OS file lock released when
     the process ends, however it ends) for its whole run: a second study into the same
@@ -377,7 +382,7 @@ def run_study(
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with _study_lock(out):
-        return _run_study(cfg, out, console=console, progress=progress)
+        return _run_study(cfg, out, reporter=reporter)
 
 
 def _study_lock(out: pathlib.Path):
@@ -423,9 +428,10 @@ def _previous_results(path: pathlib.Path, config_hash: str) -> tuple[str | None,
     return oh, path.with_name(f"results-{oh}.json")
 
 
-def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> dict:
-    log = (lambda s: console.print(s)) if console is not None else (lambda s: None)
-    warn = log if console is not None else _warn  # a console shows notices; a library caller gets warnings
+def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> dict:
+    ui = reporter if reporter is not None else Reporter("study", quiet=True)
+    log = ui.log
+    warn = log if reporter is not None else _warn  # a console shows notices; a library caller gets warnings
     parts = _Parts(out, log, warn)
     config_hash = _hash(cfg)
     old_hash, keep_as = _previous_results(out / "results.json", config_hash)
@@ -439,48 +445,36 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
     n_classes = 10
     net = _build_network(n["name"], ds.input_shape, n_classes, k_init)
 
-    def bar(desc: str, total: int):
-        if progress is None:
-            return (lambda done, *_: None), (lambda: None)
-        task = progress.add_task(desc, total=total)
-        return (lambda done, *_: progress.update(task, completed=done)), (lambda: progress.remove_task(task))
-
     # 1. digital training --------------------------------------------------------------
     dep_train = {"dataset": d, "network": n, "seed": s["seed"], "steps": tr["steps"], "bs": tr["batch_size"],
                  "lr": tr["lr"]}
-    upd, done = bar("train digital", tr["steps"])
 
     def train_digital(ckpt: pathlib.Path):
         import optax
 
         sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
-        m, _ = _fit_resumable(ckpt, log, warn, net, xtr, ytr, key=k_train, steps=tr["steps"],
-                              batch_size=tr["batch_size"], optimizer=optax.adam(sched), progress=upd)
+        with ui.part("train digital", tr["steps"]) as upd:
+            m, _ = _fit_resumable(ckpt, log, warn, net, xtr, ytr, key=k_train, steps=tr["steps"],
+                                  batch_size=tr["batch_size"], optimizer=optax.adam(sched), progress=upd)
         return m
 
     digital, cached = parts.model("digital", dep_train, net, train_digital)
-    done()
-    log(f"digital model {'loaded from parts/' if cached else 'trained'}")
+    if cached:
+        log("digital model loaded from parts/")
     rows: list[dict] = []
 
     def digital_row():
-        acc = float(eqx.filter_jit(lambda m: accuracy(m, xte, yte, key=None))(digital))
+        with ui.part("evaluate digital"):
+            ev = evaluate(digital, xte, yte, key=k_mc, num_chips=1).rows()[0]
         dmodel = analogize(digital, DigitalTile())
         c = cost(dmodel, ds.input_shape)
         return {"hardware": "digital", "kind": "digital", "card": "digital_45nm", "training": "standard",
-                "t_seconds": None, "accuracy": dict(summarize(np.array([acc])), samples=[acc]),
+                "t_seconds": None, "accuracy": {k: v for k, v in ev.items() if k != "t_seconds"},
                 "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
                 "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2, "num_chips": 1}
 
     rows.append(parts.json("row_digital", dep_train, digital_row, log=log))
     cost_tables: dict[str, Any] = {}
-
-    def eval_fn(args, k):
-        model, t = args
-        kp, kd, kr = jax.random.split(k, 3)
-        chip = program(model, key=kp)
-        chip = drift(chip, t, key=kd)
-        return accuracy(chip, xte, yte, key=kr)
 
     entries = {h["name"]: h for h in cfg["hardware"]}
     reports: dict[str, CostReport] = {"digital": cost(analogize(digital, DigitalTile()), ds.input_shape)}
@@ -496,32 +490,31 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         cost_tables[h["name"]] = c.rows()
         drifts = tile_drifts(tile)
         random = tile_random(tile)
-        times = list(s["times"]) if drifts else [None]
+        times = list(s["times"]) if drifts else None
         card = h.get("card")
 
         def mc_rows(model, training: str, model_dep: Any) -> list[dict]:
-            res = []
-            for t in times:
-                name = f"row_{h['name']}_{training}_{'none' if t is None else int(t)}"
-                chips = s["chips"] if random else 1
-                dep = {"model": model_dep, "hw": h, "t": t, "chips": chips, "seed": s["seed"], "ds": d,
-                       "entries": entries if h["kind"] == "mixed" else None}
+            chips = s["chips"] if random else 1
+            dep = {"model": model_dep, "hw": h, "times": times, "chips": chips, "seed": s["seed"], "ds": d,
+                   "entries": entries if h["kind"] == "mixed" else None}
 
-                def make():
-                    upd, done = bar(f"{h['name']} {training} t={'-' if t is None else _fmt_t(t)}", chips)
-                    tt = jnp.asarray(0.0 if t is None else float(t), jnp.float32)
-                    r = monte_carlo(eval_fn, (model, tt), key=k_mc, num_chips=chips,
-                                    batch_size=s["chip_batch"], progress=upd)
-                    done()
-                    samples = [float(v) for v in np.asarray(r.samples)]
-                    return {"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
-                            "t_seconds": t, "accuracy": dict(r.stats, samples=samples), "energy_j": c.energy_j,
-                            "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
-                            "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
-                            "num_chips": chips}
+            def make():
+                when = "not aged" if times is None else ", ".join(fmt_duration(t) for t in times)
+                with ui.part(f"{h['name']} {training}: {chips} chip{'s' * (chips > 1)} ({when})", chips,
+                             "chips") as upd:
+                    ev = evaluate(model, xte, yte, key=k_mc, num_chips=chips, t=times,
+                                  batch_size=s["chip_batch"], progress=upd)
+                res = []
+                for r in ev.rows():
+                    t = r.pop("t_seconds")
+                    res.append({"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
+                                "t_seconds": t, "accuracy": r, "energy_j": c.energy_j,
+                                "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
+                                "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
+                                "num_chips": chips})
+                return res
 
-                res.append(parts.json(name, dep, make, log=log))
-            return res
+            return parts.json(f"rows_{h['name']}_{training}", dep, make, log=log)
 
         rows += mc_rows(amodel, "standard", dep_train)
         if not h.get("noise_aware", random):
@@ -531,21 +524,21 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
                   "t": tr["noise_aware_t"] if drifts else None, "dl": n["digital_layers"],
                   "clip": tr["clip_sigma"], "entries": entries if h["kind"] == "mixed" else None,
                   "key_index": len(rows)}
-        upd, done = bar(f"noise-aware training on {h['name']}", tr["noise_aware_steps"])
 
         def train_na(ckpt: pathlib.Path):
             import optax
 
-            m, _ = _fit_resumable(ckpt, log, warn, amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)),
-                                  steps=tr["noise_aware_steps"], batch_size=tr["batch_size"],
-                                  optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
-                                  t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
-                                  progress=upd)
+            with ui.part(f"noise-aware training on {h['name']}", tr["noise_aware_steps"]) as upd:
+                m, _ = _fit_resumable(ckpt, log, warn, amodel, xtr, ytr, key=jax.random.fold_in(k_na, len(rows)),
+                                      steps=tr["noise_aware_steps"], batch_size=tr["batch_size"],
+                                      optimizer=optax.adam(tr["noise_aware_lr"]), noise_aware=True,
+                                      t_drift=tr["noise_aware_t"] if drifts else None, clip_sigma=tr["clip_sigma"],
+                                      progress=upd)
             return m
 
         na_model, cached = parts.model(f"noise_aware_{h['name']}", dep_na, amodel, train_na)
-        done()
-        log(f"noise-aware model on {h['name']} {'loaded from parts/' if cached else 'trained'}")
+        if cached:
+            log(f"noise-aware model on {h['name']} loaded from parts/")
         rows += mc_rows(na_model, "noise-aware", dep_na)
 
     with atomic_path(out / "energy_breakdown.png") as tmp:
@@ -554,6 +547,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
     report_rows = []
     bs = cfg["report"]["batch_size"]
     for net_name in cfg["report"]["networks"]:
+        log(f"cost of {net_name} on every tile")
         build, shape = COST_NETWORKS[net_name]
         hw_list = [{"name": "digital", "kind": "digital"}] + [h for h in cfg["hardware"] if h["kind"] != "mixed"]
         for h in hw_list:
@@ -575,14 +569,16 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         cell = load_card(sw["card"], ccls)
 
         def do_sweep():
-            upd, done = bar("array size × wire resistance sweep", len(sw["array_sizes"]) * len(sw["r_wire"]))
-            r = sweep_array(digital, (xte, yte), card=cell, key=k_mc, array_sizes=sw["array_sizes"],
-                            r_wire=sw["r_wire"], num_chips=sw["chips"], input_shape=ds.input_shape,
-                            fidelity=sw["fidelity"], batch_size=s["chip_batch"])
-            done()
+            n_cfg = len(sw["array_sizes"]) * len(sw["r_wire"])
+            with ui.part("array size × wire resistance sweep", n_cfg, "configurations") as upd:
+                count = iter(range(1, n_cfg + 1))
+                r = sweep_array(digital, (xte, yte), card=cell, key=k_mc, array_sizes=sw["array_sizes"],
+                                r_wire=sw["r_wire"], num_chips=sw["chips"], input_shape=ds.input_shape,
+                                fidelity=sw["fidelity"], batch_size=s["chip_batch"],
+                                progress=lambda row: upd(next(count)))
             return json.loads(json.dumps(r, default=float))
 
-        sweep_rows = parts.json("sweep", {"base": dep_train, "sweep": sw, "seed": s["seed"]}, do_sweep)
+        sweep_rows = parts.json("sweep", {"base": dep_train, "sweep": sw, "seed": s["seed"]}, do_sweep, log=log)
         with atomic_path(out / "sweep.png") as tmp:
             plot_sweep(sweep_rows, tmp, title=f"{n['name']} on {d['name']}, card {sw['card']}")
 
@@ -598,6 +594,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, console: Any, progress: Any) -> 
         "cost": cost_tables,
         "report": [report_row(n["name"], name, rep, accuracy=_acc_of(rows, name), dataset=ds.name,
                               n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,
+        "timing": ui.timing_summary(),
     }
     old_hash, keep_as = _previous_results(out / "results.json", config_hash)
     if keep_as is not None:
@@ -692,46 +689,77 @@ def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float 
     }
 
 
-def _fmt_t(t: float | None) -> str:
-    if t is None:
-        return "-"
-    for unit, sec in (("y", 31536000.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if t >= sec:
-            return f"{t / sec:g} {unit}"
-    return f"{t:g} s"
+#: kept for callers of the former name; see :func:`nds.console.fmt_duration`
+_fmt_t = fmt_duration
+
+_TIME_TICKS = ((1.0, "1 s"), (60.0, "1 min"), (3600.0, "1 h"), (86400.0, "1 d"), (2592000.0, "1 mo"),
+               (31536000.0, "1 y"), (315360000.0, "10 y"))
 
 
 def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
-    """Accuracy (mean with 5th–95th percentile band over chips) against time since
-    programming, per hardware and training; digital accuracy as a horizontal line."""
+    """Accuracy (%) against time since programming for every row of ``results``.
+
+    Rows with times (drifting devices) are lines, mean over chips with a band from the 5th to
+    the 95th percentile over chips and error bars of ±1.96 test-set standard errors (the
+    uncertainty from the finite test set, ``accuracy.test_se``); rows without a time (digital,
+    and hardware that does not age) are horizontal lines across the plot, labelled "no
+    ageing". One colour per hardware, solid for noise-aware and dotted for standard training;
+    the legend sits outside the axes, so data never hide it. Writes ``path`` (PNG/PDF by
+    suffix).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = results["rows"]
-    dig = [r for r in rows if r["hardware"] == "digital"]
-    if dig:
-        ax.axhline(100 * dig[0]["accuracy"]["mean"], color="k", ls="--", lw=1, label="digital")
+    timed = [r for r in rows if r["t_seconds"] is not None]
+    ts = sorted({r["t_seconds"] for r in timed}) or [1.0, 31536000.0]
+    t_lo, t_hi = max(min(ts), 1e-3) / 2, max(ts) * 2
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
+    hw_names = list(dict.fromkeys(r["hardware"] for r in rows))
+    color = {h: ("k" if h == "digital" else f"C{i % 10}") for i, h in enumerate(h for h in hw_names if h != "digital")}
+    color["digital"] = "k"
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        if r["t_seconds"] is not None:
-            groups.setdefault((r["hardware"], r["training"]), []).append(r)
-    for (hw, training), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["t_seconds"])
+        groups.setdefault((r["hardware"], r["training"]), []).append(r)
+    chips = sorted({r["num_chips"] for r in rows if r["t_seconds"] is not None}) or [1]
+    n_timed = sum(1 for rs in groups.values() if any(r["t_seconds"] is not None for r in rs))
+    i_timed = 0
+    for (hw, training), rs in groups.items():
+        ls = "-" if training == "noise-aware" else ":"
+        c = color[hw]
+        if all(r["t_seconds"] is None for r in rs):
+            a = rs[0]["accuracy"]
+            ax.plot([t_lo, t_hi], [100 * a["mean"]] * 2, color=c, ls="--" if hw == "digital" else ls, lw=1.2,
+                    label=f"{hw}, {training} (no ageing)")
+            if a["n"] > 1:
+                ax.fill_between([t_lo, t_hi], [100 * a["p5"]] * 2, [100 * a["p95"]] * 2, color=c, alpha=0.08)
+            continue
+        rs = sorted((r for r in rs if r["t_seconds"] is not None), key=lambda r: r["t_seconds"])
+        # markers of different rows side by side (a few % of a decade apart), not on top of each other
+        dodge = 10 ** (0.06 * (i_timed - (n_timed - 1) / 2))
+        i_timed += 1
         t = [r["t_seconds"] for r in rs]
         m = [100 * r["accuracy"]["mean"] for r in rs]
-        lo = [100 * r["accuracy"]["p5"] for r in rs]
-        hi = [100 * r["accuracy"]["p95"] for r in rs]
-        line, = ax.plot(t, m, marker="o", ls="-" if training == "noise-aware" else ":", label=f"{hw}, {training}")
-        ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.15)
+        se = [196 * (r["accuracy"].get("test_se") or 0.0) for r in rs]
+        ax.errorbar([v * dodge for v in t], m, yerr=se, color=c, ls=ls, marker="o", ms=4, capsize=2, lw=1.4,
+                    elinewidth=0.8, label=f"{hw}, {training}")
+        ax.fill_between(t, [100 * r["accuracy"]["p5"] for r in rs], [100 * r["accuracy"]["p95"] for r in rs],
+                        color=c, alpha=0.12)
     ax.set_xscale("log")
-    ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel(f"test accuracy (%), {results['dataset']['name']}, n={results['dataset']['n_test']}")
-    ax.set_title("accuracy over chips: mean and 5th–95th percentile")
+    ax.set_xlim(t_lo, t_hi)
+    ticks = [(v, l) for v, l in _TIME_TICKS if t_lo <= v <= t_hi]
+    ax.set_xticks([v for v, _ in ticks], [l for _, l in ticks])
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel("time since programming")
+    ds = results["dataset"]
+    ax.set_ylabel(f"test accuracy (%), {ds['name']}, n = {ds['n_test']}")
+    nchips = "/".join(str(c) for c in chips)
+    ax.set_title(f"mean over {nchips} chips; band: 5th–95th percentile over chips;\n"
+                 "error bars: ±1.96 test-set standard errors", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -76,7 +76,28 @@ def cross_entropy(logits: Array, y: Array) -> Array:
 
 
 def accuracy(model: Any, x: Array, y: Array, *, key: PRNGKeyArray | None, batch: int = 500) -> Array:
-    """Fraction of ``x`` classified as ``y``, evaluated in chunks of ``batch`` (``lax.map``)."""
+    """Fraction of ``x`` classified as ``y``, evaluated in chunks of ``batch`` (``lax.map``).
+
+    Args:
+        model: takes one example and a ``key``; returns logits ``(C,)``.
+        x: inputs ``(N, *example_shape)``.
+        y: integer class labels ``(N,)``.
+        key: read randomness (split per chunk, then per example); ``None`` for noiseless reads.
+        batch: examples per chunk (bounds memory).
+
+    Returns:
+        A scalar in [0, 1] (the count of correct argmax predictions divided by ``N``).
+
+    Raises:
+        ValueError: ``y`` is not of shape ``(N,)`` or not of an integer dtype (e.g. labels of
+            shape ``(N, 1)``, which would otherwise broadcast against the predictions), or
+            ``batch`` < 1.
+    """
+    from ._evaluate import check_labels
+
+    check_labels(x, y, "accuracy")
+    if batch < 1:
+        raise ValueError(f"accuracy: batch = {batch}, must be >= 1")
     n = x.shape[0]
     batch = min(batch, n)
     nb = -(-n // batch)
@@ -145,10 +166,17 @@ def fit(
 
     Raises:
         ValueError: ``steps`` < 1, ``batch_size`` larger than the data, an analogized
-            model with ``noise_aware=False``, or ``checkpoint_every`` < 1.
+            model with ``noise_aware=False``, ``checkpoint_every`` < 1, or (with the default
+            cross-entropy ``loss_fn``) labels ``y`` that are not integers of shape ``(N,)``.
         CheckpointError: ``checkpoint`` exists but cannot be read back (names the file and
             why: damaged, another run's, another optimizer's).
     """
+    if loss_fn is cross_entropy:
+        from ._evaluate import check_labels
+
+        check_labels(x, y, "fit")
+    elif np.shape(y)[:1] != np.shape(x)[:1]:
+        raise ValueError(f"fit: x has {np.shape(x)[:1]} and y {np.shape(y)[:1]} examples; they must match")
     if steps < 1:
         raise ValueError(f"fit: steps = {steps}, must be >= 1")
     n = x.shape[0]

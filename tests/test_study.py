@@ -156,7 +156,7 @@ def test_tiny_study_resumes_without_recomputing(tiny_run, monkeypatch):
         raise AssertionError("recomputed a finished part")
 
     monkeypatch.setattr(nds.study, "fit", boom)
-    monkeypatch.setattr(nds.study, "monte_carlo", boom)
+    monkeypatch.setattr(nds.study, "evaluate", boom)
     res2 = run_study(cfg, out)
     assert json.dumps(res2["rows"]) == json.dumps(res["rows"])
     assert {p.name: p.stat().st_mtime_ns for p in sorted((out / "parts").iterdir())} == mtimes
@@ -189,3 +189,32 @@ def test_study_sweep_hook(tmp_path):
     assert 0.0 < rows[(16, 5.0)]["wire_energy_share"] < rows[(32, 5.0)]["wire_energy_share"]
     assert (tmp_path / "out" / "sweep.png").exists()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["sweep"] is not None
+
+
+def test_study_plain_text_output_holds_every_row_untruncated(tiny_run):
+    """`nds study` with standard output not a terminal (a log file): the accuracy table fits 80
+    columns and every number of every results.json row is printed whole (no "…"), each row on
+    its own line; progress goes to standard error; --format json prints results.json."""
+    from typer.testing import CliRunner
+
+    from nds.cli import app
+    from nds.console import fmt
+
+    cfg, out, _ = tiny_run
+    toml = out.parent / "tiny.toml"
+    r = CliRunner().invoke(app, ["study", str(toml), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = r.stdout
+    assert "…" not in text and max(len(l.rstrip()) for l in text.splitlines()) <= 80
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    lines = text.splitlines()
+    for row in rows:
+        a = row["accuracy"]
+        want = [row["hardware"], row["training"], fmt("duration", row["t_seconds"]), str(row["num_chips"]),
+                fmt("pct", a["mean"]), fmt("pp", a["std"]), fmt("pp", a["test_se"]), fmt("pct", a["p5"]),
+                fmt("energy", row["energy_j"]), fmt("seconds", row["latency_s"])]
+        hits = [l for l in lines if l.split()[:2] == want[:2] and all(f" {w}" in f" {l} " for w in want)]
+        assert hits, (want, text)
+    assert "loaded from parts/" in r.stderr and "finished in" in r.stderr
+    rj = CliRunner().invoke(app, ["study", str(toml), "--out", str(out), "--format", "json"])
+    assert rj.exit_code == 0 and json.loads(rj.stdout)["rows"] == rows
