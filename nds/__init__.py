@@ -1,18 +1,24 @@
 """nds: differentiable simulation of mixed-signal near-data DNN hardware in JAX.
 
-See DESIGN.md for the architecture. The public API::
+If this network ran on that analog or in-memory chip, what accuracy would it reach (over
+manufactured chips and time after programming), at what energy, latency and area?
 
-    card  = nds.load_card("pcm_joshi2020", nds.cells.PCM)
-    tile  = nds.tiles.CrossbarTile(cell=card)
-    model = nds.analogize(eqx_model, tile=tile)
-    chip  = nds.program(model, key=k1)
-    aged  = nds.drift(chip, t=86400.0, key=k2)
-    y     = aged(x, key=k3)
-    mc    = nds.monte_carlo(fn, model, key=k4, num_chips=100)
-    rep   = nds.cost(model, input_shape=(1, 28, 28))
-    nds.save("chip.nds.safetensors", chip); chip = nds.load("chip.nds.safetensors")
-    nds.save_weights("w.safetensors", model); model = nds.load_weights("w.safetensors", model)
-    sens  = nds.sensitivity(model, (x, y), params=["cell.g_max"], key=k5, num_chips=8)
+    import jax, nds
+    tile  = nds.tiles.CrossbarTile(cell=nds.load_card("rram_generic", nds.cells.RRAM))
+    model = nds.analogize(my_equinox_model, tile)           # layers take one example
+    res   = nds.evaluate(model, x_test, y_test, key=jax.random.key(0),
+                         num_chips=50, t=86400.0)           # program, age 1 day, read
+    print(res)                  # mean, spread over chips, test-set error, 5th percentile
+    rep   = nds.cost(model, input_shape=x_test.shape[1:])  # energy, latency, area per inference
+
+Lower level: ``nds.program`` (one chip), ``nds.drift`` (ageing), ``nds.monte_carlo`` (any
+function over chips), ``nds.train.fit`` (digital or noise-aware training), ``nds.save`` /
+``nds.load`` (a model or chip), ``nds.save_weights`` / ``nds.load_weights`` and
+``nds.sensitivity`` (gradients of accuracy w.r.t. named hardware parameters). The command line:
+``nds study`` (``nds --help``). Documentation: README.md (also the package's long
+description: ``importlib.metadata.metadata("nds")["Description"]``) and the docs/ folder
+(docs/examples.md lists the examples), both in the source distribution and the repository;
+cards (``nds cards``) name their published sources.
 """
 
 from . import arrays as arrays
@@ -50,5 +56,14 @@ from .costs import cost as cost
 from .nn._analogize import analogize as analogize
 from .sensitivity import SensitivityResult as SensitivityResult
 from .sensitivity import sensitivity as sensitivity
+
+__all__ = [
+    "arrays", "boosting", "console", "cells", "converters", "dataflow", "datasets", "mapping",
+    "memory", "nn", "sweep", "tiles", "train", "AbstractCardModule", "CardError", "CardInfo",
+    "list_cards", "load_card", "Cost", "load", "load_weights", "save", "save_weights",
+    "Evaluation", "evaluate", "MonteCarloResult", "monte_carlo", "summarize", "drift",
+    "program", "CostReport", "cost", "analogize", "sensitivity", "SensitivityResult",
+]
+
 
 __version__ = "0.1.0"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["to_si", "canonical"]
+
 _PREFIX_EXP = {
     "a": -18, "f": -15, "p": -12, "n": -9, "u": -6, "µ": -6, "m": -3,
     "c": -2, "k": 3, "M": 6, "G": 9, "T": 12,

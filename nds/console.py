@@ -143,7 +143,7 @@ def rich_table(title: str, columns: Sequence[Column | tuple], rows: Sequence[Seq
     cols = _columns(columns)
     keep = [i for i, c in enumerate(cols) if c.compact or not compact]
     t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
-              title_justify="left", caption_justify="left")
+              title_justify="left", caption_justify="left", min_width=min(len(title), 80))
     for i in keep:
         c = cols[i]
         text = c.kind == "text"
@@ -188,7 +188,7 @@ class Reporter:
     Args:
         name: the run's name (the JSON file is ``<name>.json`` unless :meth:`finish` is
             given a path).
-        out: output folder for :meth:`finish` (created).
+        out: output folder for :meth:`finish` and the run's plots (created here).
         format: ``text`` (compact rich tables), ``markdown``, ``csv`` or ``json`` (module
             docstring).
         heartbeat: seconds between progress lines of a running part when standard error is
@@ -214,6 +214,8 @@ class Reporter:
             raise ValueError(f"nds.console.Reporter: format = {format!r}; allowed: {list(OUTPUT_FORMATS)}")
         self.name = name
         self.out = pathlib.Path(out) if out is not None else None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.format = format
         self.quiet = bool(quiet)
         self.heartbeat = float(heartbeat)

@@ -22,3 +22,12 @@ from ._charge_sharing import ChargeSharingArray as ChargeSharingArray
 from ._charge_sharing import ChargeSharingState as ChargeSharingState
 from ._crossbar import ResistiveWires as ResistiveWires
 from ._crossbar import NonlinearWires as NonlinearWires
+
+__all__ = [
+    "AbstractWires", "blocks", "num_blocks", "pad_to", "IdealWires", "ResistiveCrossbar",
+    "CrossbarNodes", "NonlinearInfo", "SneakPathResult", "crossbar_currents",
+    "crossbar_currents_first_order", "crossbar_currents_nonlinear", "crossbar_node_voltages",
+    "crossbar_transfer", "crossbar_transfer_first_order", "sneak_path_currents", "SRAMColumn",
+    "bitline_discharge", "ChargeSharingArray", "ChargeSharingState", "ResistiveWires",
+    "NonlinearWires",
+]

@@ -7,3 +7,8 @@ from ._uniform import quantize as quantize
 from ._sar import SARADC as SARADC
 from ._sar import SARState as SARState
 from ._sar import MatrixMultiplyingADC as MatrixMultiplyingADC
+
+__all__ = [
+    "ConverterCosts", "UniformADC", "UniformDAC", "quantize", "SARADC", "SARState",
+    "MatrixMultiplyingADC",
+]

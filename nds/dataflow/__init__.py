@@ -25,3 +25,10 @@ from ._near_memory import NetworkRun as NetworkRun
 from ._near_memory import compare_systems as compare_systems
 from ._near_memory import mean_hops as mean_hops
 from ._near_memory import run_network as run_network
+
+__all__ = [
+    "ConvShape", "FCShape", "alexnet", "lenet5", "network", "vgg16", "DATAFLOWS", "DATATYPES",
+    "LEVELS", "AccessEnergies", "LayerMapping", "PEArray", "TechEnergies", "best_case_accesses",
+    "count_accesses", "map_layer", "map_network", "naive_accesses", "LayerRun",
+    "NearMemorySystem", "NetworkRun", "compare_systems", "mean_hops", "run_network",
+]

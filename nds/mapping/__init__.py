@@ -9,3 +9,8 @@ from ._bitslice import adc_bits_exact as adc_bits_exact
 from ._bitslice import adc_bits_rule as adc_bits_rule
 from ._bitslice import slice_digits as slice_digits
 from ._bitslice import combine_digits as combine_digits
+
+__all__ = [
+    "DifferentialMapping", "num_blocks", "BitSliceMapping", "InputSlicing", "adc_bits_exact",
+    "adc_bits_rule", "slice_digits", "combine_digits",
+]

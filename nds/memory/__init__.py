@@ -11,3 +11,8 @@ from ._levels import SRAMBuffer as SRAMBuffer
 from ._levels import roofline_time as roofline_time
 from ._retention import DRAMRetention as DRAMRetention
 from ._retention import retention_flip as retention_flip
+
+__all__ = [
+    "DRAM2D", "EDRAM", "HBM", "HMC", "AbstractMemoryLevel", "RegisterFile", "SRAMBuffer",
+    "roofline_time", "DRAMRetention", "retention_flip",
+]

@@ -8,3 +8,8 @@ from ._layers import AbstractAnalogLayer as AbstractAnalogLayer
 from ._layers import AnalogConv2d as AnalogConv2d
 from ._layers import AnalogLinear as AnalogLinear
 from .models import lenet5 as lenet5
+
+__all__ = [
+    "analog_layers", "analogize", "fold_batchnorm", "is_analog_layer", "AbstractAnalogLayer",
+    "AnalogConv2d", "AnalogLinear", "lenet5",
+]

@@ -21,3 +21,11 @@ from ._sensor import asp_kernels as asp_kernels
 from ._bitsliced import BitSlicedTile as BitSlicedTile
 from ._bitsliced import BitSlicedState as BitSlicedState
 from ._bitsliced import BitSliceDesign as BitSliceDesign
+
+__all__ = [
+    "AbstractTile", "CrossbarState", "CrossbarTile", "DigitalMACCosts", "DigitalTile",
+    "PEArrayTile", "SRAMTile", "SRAMState", "weight_planes", "SwitchedCapTile",
+    "SwitchedCapState", "adc_conversion_reduction", "SensorTile", "AnalogSensorFrontEnd",
+    "SensorAnalogCard", "ASPFilterBank", "ASPCard", "asp_kernels", "BitSlicedTile",
+    "BitSlicedState", "BitSliceDesign",
+]
