@@ -221,14 +221,15 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
 
 
 def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: str = "") -> None:
-    """Stacked bars of energy per inference by category, per layer, one panel per report."""
+    """Stacked bars of energy per inference (nJ) by category, per layer, one panel per report;
+    one legend for all panels at the right, outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(reports)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.8), squeeze=False, sharey=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 2.1, 3.8), squeeze=False, sharey=False)
     colors = dict(zip(ENERGY_CATEGORIES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860")))
     for ax, (name, rep) in zip(axes[0], reports.items()):
         names = [nm for nm, _, _ in rep.layers]
@@ -241,9 +242,11 @@ def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: s
         ax.tick_params(axis="x", rotation=60, labelsize=7)
         ax.set_ylabel("energy per inference (nJ)")
         ax.margins(y=0.15)  # head room so the tallest bar and the legend do not touch the frame
-    axes[0][0].legend(fontsize=7, loc="upper left", framealpha=0.8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / (3.2 * n + 1), 1))
+    # one legend for all panels, outside the axes: bars never hide it
+    fig.legend(handles, labels, fontsize=7, loc="center right", frameon=False)
     fig.savefig(path, dpi=120)
     plt.close(fig)

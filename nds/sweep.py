@@ -141,8 +141,9 @@ def sweep_array(
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
-    """Two panels: mean accuracy (error bars: std over chips) and wire-energy share against
-    array size, one line per wire resistance. Writes ``path`` (PNG/PDF by suffix)."""
+    """Two panels: mean accuracy in % (error bars: std over chips) and wire-energy share in %
+    (linear axis from 0) against array size, one line per wire resistance. Writes ``path``
+    (PNG/PDF by suffix)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,7 +154,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, title
     for rv in rs:
         sel = sorted((r for r in rows if r["r_wire"] == rv), key=lambda r: r["rows"])
         n = [r["rows"] for r in sel]
-        ax[0].errorbar(n, [r["accuracy"]["mean"] for r in sel], yerr=[r["accuracy"]["std"] for r in sel],
+        ax[0].errorbar(n, [100 * r["accuracy"]["mean"] for r in sel], yerr=[100 * r["accuracy"]["std"] for r in sel],
                        marker="o", capsize=3, label=f"r = {rv:g} Ω")
         ax[1].plot(n, [100 * r["wire_energy_share"] for r in sel], marker="o", label=f"r = {rv:g} Ω")
     for a in ax:
@@ -161,9 +162,10 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, title
         a.set_xlabel("array size n (n × n)")
         a.legend()
         a.grid(alpha=0.3)
-    ax[0].set_ylabel("accuracy")
-    ax[1].set_ylabel("wire energy share (%)")
-    ax[1].set_yscale("symlog", linthresh=0.1)
+    ax[0].set_ylabel("test accuracy (%)")
+    ax[0].set_title("accuracy over chips (± std)", fontsize=9)
+    ax[1].set_ylabel("wire share of the energy (%)")
+    ax[1].set_ylim(bottom=0)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
