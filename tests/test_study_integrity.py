@@ -151,22 +151,22 @@ networks = []
 
 
 class _Gate:
-    """A stand-in for a rich Progress whose first ``add_task`` waits until released: the
-    study holding its folder is parked mid-run."""
+    """A stand-in for :class:`nds.console.Reporter` whose first ``part`` waits until
+    released: the study holding its folder is parked mid-run."""
 
     def __init__(self):
-        self.entered, self.release = threading.Event(), threading.Event()
+        from nds.console import Reporter
 
-    def add_task(self, *a, **k):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self._rep = Reporter("study", quiet=True)
+
+    def part(self, *a, **k):
         self.entered.set()
         assert self.release.wait(300)
-        return 0
+        return self._rep.part(*a, **k)
 
-    def update(self, *a, **k):
-        pass
-
-    def remove_task(self, *a, **k):
-        pass
+    def __getattr__(self, name):
+        return getattr(self._rep, name)
 
 
 def test_two_studies_into_one_out_neither_corrupts_nor_replaces_the_other(tmp_path):
@@ -178,7 +178,7 @@ def test_two_studies_into_one_out_neither_corrupts_nor_replaces_the_other(tmp_pa
     cfg_a, cfg_b = load_study(tmp_path / "a.toml"), load_study(tmp_path / "b.toml")
     out = tmp_path / "out"
     gate, box = _Gate(), {}
-    th = threading.Thread(target=lambda: box.setdefault("a", run_study(cfg_a, out, progress=gate)))
+    th = threading.Thread(target=lambda: box.setdefault("a", run_study(cfg_a, out, reporter=gate)))
     th.start()
     try:
         assert gate.entered.wait(300)
