@@ -342,6 +342,6 @@ def evaluate(
         test_se = None if test_se is None else test_se[0]
     if test_se is not None:
         test_se = float(test_se) if np.ndim(test_se) == 0 else np.asarray(test_se, np.float64)
-    return Evaluation(metric=name, times=None if times is None else (times if not scalar else times),
+    return Evaluation(metric=name, times=times,
                       samples=np.asarray(vals, np.float64), test_se=test_se, n_test=n, keys=mc.keys,
                       confidence=confidence)

@@ -292,6 +292,7 @@ class Reporter:
             dt = time.perf_counter() - t0
             if task is not None:
                 self._progress.remove_task(task)
+                self._progress.refresh()
             self.timing.append({"part": desc, "seconds": dt})
             if ok:
                 what = f"{total} {unit} " if total is not None else ""
