@@ -128,7 +128,12 @@ energy_breakdown.png (and sweep.png when the study has a [sweep] table) to --out
 parts are kept in OUT/parts: rerun the same command after an interruption to resume.
 
 Exit codes: 2 for a malformed study file or option (the message names the file, key or
-option), 130 when interrupted.""")
+option), 130 when interrupted.
+
+Several processes (one per host or accelerator, jax.distributed): start the same command in
+each with --coordinator HOST:PORT --num-processes N --process-id I (or --distributed under
+Slurm / Open MPI / with JAX_COORDINATOR_ADDRESS set). Chips are spread over every process's
+devices; process 0 alone prints and writes OUT (docs/distributed.md).""")
 def study(
     path: Annotated[Optional[pathlib.Path], typer.Argument(
         metavar="STUDY.toml", help="study file (TOML); default: the built-in MNIST study")] = None,
@@ -138,10 +143,24 @@ def study(
     format: Annotated[OutputFormat, typer.Option(
         "--format", "-f", help="tables as compact text (80 columns), markdown or csv with every column, "
                                "or json (results.json on standard output)")] = OutputFormat.text,
+    coordinator: Annotated[Optional[str], typer.Option(
+        help="several processes (jax.distributed): HOST:PORT of process 0, the same in every process")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(min=1, help="several processes: how many")] = None,
+    process_id: Annotated[Optional[int], typer.Option(min=0, help="several processes: this one's index, 0 .. N-1")] = None,
+    distributed: Annotated[bool, typer.Option(
+        help="several processes, settings from the environment (JAX_COORDINATOR_ADDRESS, Slurm, Open MPI)")] = False,
 ) -> None:
+    from ._distributed import initialize, is_main
+
+    if distributed or coordinator is not None or num_processes is not None or process_id is not None:
+        try:  # before anything touches JAX
+            initialize(coordinator, num_processes, process_id)
+        except ValueError as e:
+            _fail(str(e))
     from .study import StudyError, load_study, run_study
 
-    if out.exists() and not out.is_dir():
+    main = is_main()  # process 0 prints and writes; the others compute quietly
+    if main and out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a folder")
     over = {}
     if chips is not None:
@@ -152,7 +171,7 @@ def study(
         cfg = load_study(path, **over)
     except StudyError as e:
         _fail(str(e))
-    ui = Reporter("study", out=out, format=format.value)
+    ui = Reporter("study", out=out if main else None, format=format.value, quiet=not main)
     try:
         with ui:
             results = run_study(cfg, out, reporter=ui)
@@ -162,7 +181,7 @@ def study(
         raise typer.Exit(130)
     except StudyError as e:
         _fail(str(e))
-    if format is OutputFormat.json:
+    if format is OutputFormat.json and main:
         sys.stdout.write(json.dumps(results, indent=1) + "\n")
     else:
         tables = [results_table(results), report_table(results)]
@@ -190,7 +209,7 @@ def cards(
         meta = tomllib.loads(card_path(name).read_text())["meta"]
         rows.append([name, meta["kind"], str(meta.get("measured", False)), meta["source"]])
     cols = [Column("name"), Column("kind"), Column("measured"), Column("source")]
-    if format is OutputFormat.json:
+    if format is OutputFormat.json and main:
         sys.stdout.write(json.dumps([dict(zip((c.name for c in cols), r)) for r in rows], indent=1) + "\n")
         return
     Reporter("cards", format=format.value).table("shipped cards", cols, rows)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -52,6 +53,7 @@ SETUP = textwrap.dedent('''
                     "comp": nds.nn.analog_layers(chip)[0].state.comp}
         return model, fn
 ''')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ns: dict = {}
 exec(SETUP, _ns)
 NUM_CHIPS = 7
@@ -186,8 +188,9 @@ CHILD = SETUP + textwrap.dedent('''
 
 def test_sharded_over_two_host_devices_equals_single_device(results, tmp_path):
     """A subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=2 runs the same Monte
-    Carlo sharded over two devices (batch 3 rounds up to 4): per-chip results equal this
-    single-device run's."""
+    Carlo sharded over two devices (batch_size 3 chips per device, 6 per call): per-chip
+    results equal this single-device run's with batch_size 3 bit for bit (each device runs
+    the same 3-chip program)."""
     assert jax.device_count() == 1
     script = tmp_path / "child.py"
     script.write_text("import jax\njax.config.update('jax_enable_x64', True)\n"
@@ -195,6 +198,7 @@ def test_sharded_over_two_host_devices_equals_single_device(results, tmp_path):
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
     env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)  # this nds
     p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT")][0]
@@ -202,4 +206,116 @@ def test_sharded_over_two_host_devices_equals_single_device(results, tmp_path):
     assert got["ndev"] == 2
     ref = results[3].samples
     np.testing.assert_array_equal(np.asarray(got["acc"]), ref["acc"])
-    np.testing.assert_allclose(np.asarray(got["logit"]), ref["logit"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(got["logit"]), ref["logit"])  # JSON floats round-trip exactly
+
+
+# ------------------------------------------------------------------ several processes
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launch(args_of: "Callable[[int, int], list[str]]", n: int, tmp_path, timeout: float = 300.0,
+           env: dict | None = None) -> list[tuple[int, str]]:
+    """Start ``n`` processes ``python *args_of(port, i)`` joined by jax.distributed on a free
+    localhost port; wait for all (``timeout`` s in all) and always stop any left running.
+    Returns ``(exit code, stdout + stderr)`` per process."""
+    import time
+
+    port = _free_port()
+    env = dict(os.environ if env is None else env)
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)  # this nds
+    procs, logs = [], []
+    try:
+        for i in range(n):
+            log = open(tmp_path / f"proc{i}.log", "w+")
+            logs.append(log)
+            procs.append(subprocess.Popen([sys.executable, *args_of(port, i)], stdout=log,
+                                          stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    out = []
+    for p, log in zip(procs, logs):
+        log.seek(0)
+        out.append((p.returncode, log.read()))
+        log.close()
+    return out
+
+
+MP_CHILD = SETUP + textwrap.dedent('''
+    import sys
+    from nds._distributed import initialize
+    port, pid, mode, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    initialize(f"localhost:{port}", 2, pid)
+    assert jax.process_count() == 2 and jax.device_count() == 2 and jax.local_device_count() == 1
+    model, fn = build()
+    ck = f"p{pid}/mc.npz"  # per-process paths, as on hosts without a shared file system
+    os.makedirs(f"p{pid}", exist_ok=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done, total):
+        if 0 < done < total:
+            raise Stop
+
+    if mode == "full":
+        r = nds.monte_carlo(fn, model, key=jax.random.key(42), num_chips=7, batch_size=3)
+        np.savez(out, **r.samples)
+        try:  # then a checkpointed run, stopped after its first batch: the process ends there
+            nds.monte_carlo(fn, model, key=jax.random.key(42), num_chips=7, batch_size=3, checkpoint=ck,
+                            progress=stop_after_first)
+        except Stop:
+            sys.exit(3)
+    else:  # resume in fresh processes
+        seen = []
+        r = nds.monte_carlo(fn, model, key=jax.random.key(42), num_chips=7, batch_size=3, checkpoint=ck,
+                            progress=lambda d, t: seen.append(d))
+        np.savez(out, **r.samples, seen=np.asarray(seen))
+''')
+
+
+def test_two_processes_equal_one_bit_for_bit_and_resume(results, tmp_path):
+    """Two processes joined by jax.distributed (one CPU device each, gloo collectives) run
+    the same Monte Carlo with 3 chips per device: every process returns per-chip results
+    bit-identical to this single-device run with batch_size 3 (chip i's key is
+    split(key, 7)[i] wherever it runs). A checkpointed two-process run stopped after its
+    first batch (6 chips, 3 per device) leaves the checkpoint in process 0's path only;
+    fresh processes resume at chip 6 (process 1 receives the finished chips from process 0)
+    and return the uninterrupted result, bit for bit."""
+    script = tmp_path / "child.py"
+    script.write_text("import jax\njax.config.update('jax_enable_x64', True)\n"
+                      "jax.config.update('jax_numpy_rank_promotion', 'raise')\nimport os\n" + MP_CHILD)
+    ref = results[3].samples
+
+    def same(got):
+        for k in ("acc", "logit", "comp"):
+            assert got[k].dtype == ref[k].dtype and got[k].tobytes() == ref[k].tobytes(), k
+
+    runs = launch(lambda port, i: [str(script), str(port), str(i), "full", f"full{i}.npz"], 2, tmp_path)
+    for code, log in runs:
+        assert code == 3, log[-3000:]
+    for i in range(2):
+        with np.load(tmp_path / f"full{i}.npz") as z:
+            same(z)
+    assert not (tmp_path / "p1" / "mc.npz").exists()  # process 0 alone writes
+    with np.load(tmp_path / "p0" / "mc.npz") as z:
+        assert int(z["n_done"]) == 6
+    runs = launch(lambda port, i: [str(script), str(port), str(i), "resume", f"resumed{i}.npz"], 2, tmp_path)
+    for code, log in runs:
+        assert code == 0, log[-3000:]
+    for i in range(2):
+        with np.load(tmp_path / f"resumed{i}.npz") as z:
+            same(z)
+            assert z["seen"].tolist() == [6, 7]  # started after the 6 saved chips
+    assert not (tmp_path / "p1" / "mc.npz").exists()

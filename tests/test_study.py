@@ -218,3 +218,66 @@ def test_study_plain_text_output_holds_every_row_untruncated(tiny_run):
     assert "loaded from parts/" in r.stderr and "finished in" in r.stderr
     rj = CliRunner().invoke(app, ["study", str(toml), "--out", str(out), "--format", "json"])
     assert rj.exit_code == 0 and json.loads(rj.stdout)["rows"] == rows
+
+
+MP_TINY = """
+[study]
+chips = 3
+chip_batch = 2
+times = [3600.0]
+[dataset]
+name = "digits"
+n_train = 200
+n_test = 60
+[network]
+name = "mlp"
+[training]
+steps = 10
+batch_size = 32
+[report]
+networks = []
+[[hardware]]
+name = "pcm"
+kind = "crossbar"
+card = "pcm_joshi2020"
+rows = 64
+cols = 64
+noise_aware = false
+"""
+
+
+def test_study_under_two_processes_writes_the_same_rows(tmp_path):
+    """``nds study --coordinator … --num-processes 2 --process-id i`` in two processes (one
+    CPU device each) writes results.json with the same rows, bit for bit (JSON floats), as the
+    same study run here in one process: 3 chips at 2 per device, so both runs evaluate every
+    chip in the same 2-chip program. The two processes start from the one-process run's
+    trained model (its parts/digital.* copied into process 0's folder only): process 0 reads
+    it and hands it to process 1. Only process 0 prints and gets files."""
+    import os
+    import shutil
+    import time
+
+    from test_monte_carlo import launch
+
+    p = tmp_path / "tiny.toml"
+    p.write_text(MP_TINY)
+    t0 = time.perf_counter()
+    ref = run_study(load_study(p), tmp_path / "one")
+    t1 = time.perf_counter()
+    (tmp_path / "out0" / "parts").mkdir(parents=True)
+    for f in ("digital.eqx", "digital.hash"):
+        shutil.copy(tmp_path / "one" / "parts" / f, tmp_path / "out0" / "parts" / f)
+    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_NUMPY_RANK_PROMOTION="raise")
+    runs = launch(lambda port, i: ["-m", "nds", "study", str(p), "--out", f"out{i}", "--coordinator",
+                                   f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                  2, tmp_path, env=env)
+    print("TIMES", t1 - t0, time.perf_counter() - t1)
+    for code, log in runs:
+        assert code == 0, log[-3000:]
+    assert "digital model loaded from parts/" in runs[0][1]
+    assert "hardware report" in runs[0][1] and "hardware report" not in runs[1][1]  # process 0 prints
+    assert "digital model" not in runs[1][1]
+    got = json.loads((tmp_path / "out0" / "results.json").read_text())
+    assert not (tmp_path / "out1").exists()  # process 0 alone writes
+    assert [r["num_chips"] for r in got["rows"]] == [1, 3]
+    assert got["rows"] == json.loads(json.dumps(ref["rows"]))
