@@ -68,9 +68,14 @@ def _blas_unlimited_mc(fn, model, key, num_chips: int, batch: int) -> float:
         return time.perf_counter() - t0
 
 
-def _nds_mc_warm(fn, model, key, num_chips: int) -> tuple[float, nds.MonteCarloResult]:
-    t0 = time.perf_counter()
+def _nds_mc_warm(fn, model, key, num_chips: int, cpu: list | None = None) -> tuple[float, nds.MonteCarloResult]:
+    """Wall time of one ``nds.monte_carlo`` call (and its process CPU time appended to ``cpu``:
+    user + system seconds of every thread, a figure that other processes' load inflates far
+    less than the wall time)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     mc = nds.monte_carlo(fn, model, key=key, num_chips=num_chips, batch_size=BATCH)
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     return time.perf_counter() - t0, mc
 
 
@@ -101,14 +106,18 @@ def main():
         arr = ResistiveCrossbar(rows=ROWS, cols=ROWS, **({} if wires is None else {"wires": wires}))
         am = nds.analogize(model, CrossbarTile(cell=card, array=arr))
         models[name] = am
-        t_first, _ = _nds_mc_warm(fn, am, key, args.chips)
-        t_warm, mc = _nds_mc_warm(fn, am, key, args.chips)
+        cpu: list[float] = []
+        t_first, _ = _nds_mc_warm(fn, am, key, args.chips, cpu)
+        t_warm, mc = _nds_mc_warm(fn, am, key, args.chips, cpu)
         res[name] = {"first_call_s": t_first, "warm_s": t_warm, "warm_s_per_chip": t_warm / args.chips,
-                     "accuracy": mc.stats}
-        print(f"{name}: first call {t_first:.1f} s, warm {t_warm:.1f} s ({t_warm / args.chips:.3f} s/chip), "
-              f"accuracy {mc.stats['mean']:.4f} ± {mc.stats['std']:.4f}", flush=True)
+                     "first_call_cpu_s": cpu[0], "warm_cpu_s": cpu[1], "accuracy": mc.stats,
+                     "load_avg_1min": os.getloadavg()[0]}
+        print(f"{name}: first call {t_first:.1f} s ({cpu[0]:.1f} s CPU), warm {t_warm:.1f} s ({cpu[1]:.1f} s CPU, "
+              f"{t_warm / args.chips:.3f} s/chip), accuracy {mc.stats['mean']:.4f} ± {mc.stats['std']:.4f}, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
     res["ratio_warm_ir_to_ideal"] = res["exact_ir_drop"]["warm_s"] / res["ideal_wires"]["warm_s"]
     res["ratio_first_ir_to_ideal"] = res["exact_ir_drop"]["first_call_s"] / res["ideal_wires"]["first_call_s"]
+    res["ratio_warm_cpu_ir_to_ideal"] = res["exact_ir_drop"]["warm_cpu_s"] / res["ideal_wires"]["warm_cpu_s"]
     print(f"ratio exact IR drop / ideal wires: warm {res['ratio_warm_ir_to_ideal']:.2f}, "
           f"first call {res['ratio_first_ir_to_ideal']:.2f}", flush=True)
     procs = _spinners(args.contend)
