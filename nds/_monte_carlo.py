@@ -4,16 +4,18 @@
 keys ``jax.random.split(k, N)``. ``fn`` typically programs a chip from ``key_i`` and returns
 its accuracy. Each chip's result depends on its own key only.
 
-Chips are streamed in batches: each compiled call evaluates ``batch_size`` chips on every
-device (``jax.vmap`` over chips, the chip axis sharded over all devices of all processes
-with ``jax.sharding.NamedSharding``); only the per-chip results are kept between calls, so
+Chips are streamed in batches: each step evaluates ``batch_size`` chips on every device
+(``jax.vmap`` over chips; a process with several devices shards its chips over them with
+``jax.sharding.NamedSharding``); only the per-chip results are kept between steps, so
 memory does not grow with ``num_chips``. Without ``batch_size`` the batch is chosen from
-XLA's own memory estimate of one chip (see :func:`monte_carlo`).
+XLA's own memory estimate of one chip (see :func:`chip_batch_size`).
 
 Under ``jax.distributed`` (JAX's multi-controller runtime: one process per host or per
-accelerator, every process running the same program) every process computes the chips on
-its own devices, the results are all-gathered after each batch, and every process returns
-the same :class:`MonteCarloResult`. For the same key and ``batch_size`` the per-chip results
+accelerator, every process running the same script) each step's chips are split over the
+processes in order; every process compiles and runs only its own share on its own devices
+(no cross-host program), the per-chip results are all-gathered after each step
+(``multihost_utils.process_allgather``), and every process returns the same
+:class:`MonteCarloResult`. For the same key and ``batch_size`` the per-chip results
 are bit-identical whatever the number of devices and processes (each device runs the same
 ``batch_size``-chip program on the same chips' keys). Process 0 alone writes the checkpoint;
 on a rerun it reads it and hands the finished chips to the others.
@@ -147,9 +149,8 @@ def chip_batch_size(fn: Callable[[Any, PRNGKeyArray], Any], model: Any, *, key: 
     if memory_limit < 1:
         raise ValueError(f"chip_batch_size: memory_limit = {memory_limit} bytes, must be >= 1")
     kd, impl = _split_key_data(key)
-    ndev = jax.device_count()
-    probe = _place(np.repeat(kd[None], ndev, axis=0), _chip_sharding())
-    compiled = _run_batch.lower(fn, _replicated(model), probe, impl).compile(
+    probe = _place(np.repeat(kd[None], jax.local_device_count(), axis=0), _chip_sharding())
+    compiled = _run_batch.lower(fn, model, probe, impl).compile(
         compiler_options={"xla_backend_optimization_level": 0})
     try:
         ma = compiled.compiled.memory_analysis()
@@ -171,47 +172,31 @@ def _split_key_data(keys):
 
 
 def _chip_sharding():
-    """Chip axis over every device of every process (None with one device)."""
-    if jax.device_count() == 1:
+    """Chip axis over this process's devices (None with one local device). Each process
+    compiles and runs only its own share: no cross-process program, no SPMD partitioning
+    across hosts; results are exchanged by :func:`_gather`."""
+    if jax.local_device_count() == 1:
         return None
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("chips",))
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("chips",))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chips"))
 
 
 def _place(a: np.ndarray, sharding):
-    """A NumPy array that every process holds in full, as an array sharded by ``sharding``."""
+    """A NumPy array as an array on this process's devices, sharded by ``sharding``."""
     if sharding is None:
         return jnp.asarray(a)
-    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+    return jax.device_put(a, sharding)
 
 
-def _replicated(model):
-    """With several processes, the model's arrays as global replicated arrays (jit over all
-    processes' devices takes global arrays only). Unchanged otherwise."""
+def _gather(leaves):
+    """Each process's per-chip results concatenated in process order (NumPy arrays, the same
+    on every process): an all-gather, i.e. a copy, so floats arrive bit for bit."""
+    leaves = [np.asarray(l) for l in leaves]
     if jax.process_count() == 1:
-        return model
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("chips",))
-    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-    def one(x):
-        if not eqx.is_array(x):
-            return x
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            raise TypeError("monte_carlo: a model holding PRNG keys cannot be replicated over processes; "
-                            "pass keys through fn's key argument")
-        a = np.asarray(x)
-        return jax.make_array_from_callback(a.shape, rep, lambda idx: a[idx])
-
-    return jtu.tree_map(one, model)
-
-
-def _gather(out):
-    """Per-chip results of one batch as NumPy arrays, the same on every process."""
-    if jax.process_count() == 1:
-        return [np.asarray(l) for l in out]
+        return leaves
     from jax.experimental import multihost_utils
 
-    return [np.asarray(l) for l in multihost_utils.process_allgather(out, tiled=True)]
+    return [np.asarray(l) for l in multihost_utils.process_allgather(leaves, tiled=True)]
 
 
 def _load_checkpoint(path, key_data, fn, model, keys):
@@ -267,9 +252,9 @@ def monte_carlo(
         model: passed unchanged to ``fn`` (its arrays are traced, not baked in).
         key: the study's key; chip ``i`` gets ``jax.random.split(key, num_chips)[i]``.
         num_chips: number of chips (>= 1).
-        batch_size: chips per device per compiled call (each call evaluates
-            ``batch_size × jax.device_count()`` chips; the last call is padded with repeats
-            of the last chip, dropped). Default: :func:`chip_batch_size` — the largest batch
+        batch_size: chips per device per step (each step evaluates
+            ``batch_size × jax.device_count()`` chips, all devices of all processes; the last
+            step is padded with repeats of the last chip, dropped). Default: :func:`chip_batch_size` — the largest batch
             whose XLA-estimated working set fits ``memory_limit``, at most
             ``ceil(num_chips / devices)``; this costs one extra compilation (backend
             optimisation off). Per-chip results are bit-identical for equal ``batch_size``
@@ -308,9 +293,9 @@ def monte_carlo(
     if progress is not None:
         progress(start, num_chips)
     sharding = _chip_sharding()
+    nloc, pid = jax.local_device_count(), jax.process_index()
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         if start < num_chips:
-            rmodel = _replicated(model)
             # an explicit batch is clipped to num_chips, not to num_chips / devices: the
             # per-device program must not depend on the device count (bit-identical results)
             per_dev = min(int(batch_size), num_chips) if batch_size is not None else chip_batch_size(
@@ -319,7 +304,8 @@ def monte_carlo(
         pos = start
         while pos < num_chips:
             idx = np.minimum(np.arange(pos, pos + bs), num_chips - 1)  # pad with repeats, dropped below
-            out = _run_batch(fn, rmodel, _place(key_data[idx], sharding), impl)
+            mine = idx[pid * per_dev * nloc:(pid + 1) * per_dev * nloc]  # this process's devices' share
+            out = _run_batch(fn, model, _place(key_data[mine], sharding), impl)
             leaves, treedef = jtu.tree_flatten(out)
             take = min(bs, num_chips - pos)
             chunks.append([l[:take] for l in _gather(leaves)])
