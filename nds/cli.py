@@ -209,7 +209,7 @@ def cards(
         meta = tomllib.loads(card_path(name).read_text())["meta"]
         rows.append([name, meta["kind"], str(meta.get("measured", False)), meta["source"]])
     cols = [Column("name"), Column("kind"), Column("measured"), Column("source")]
-    if format is OutputFormat.json and main:
+    if format is OutputFormat.json:
         sys.stdout.write(json.dumps([dict(zip((c.name for c in cols), r)) for r in rows], indent=1) + "\n")
         return
     Reporter("cards", format=format.value).table("shipped cards", cols, rows)
