@@ -35,18 +35,29 @@ class _Parts:
     want the same part wait for the first one and then load its result. A part that cannot
     be read back (truncated, garbage, empty, wrong hash or checksum) is named in a warning,
     moved to ``parts/damaged/`` and recomputed.
+
+    Under ``jax.distributed`` (several processes) process 0 alone reads, locks and writes the
+    files; what it finds is handed to every process (:mod:`nds._distributed`), a part that is
+    missing is computed by every process together (``make`` may run collectives, e.g. a Monte
+    Carlo over all processes' devices) and process 0's value is the one every process keeps.
     """
 
     def __init__(self, out: pathlib.Path, log: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] | None = None):
         self.dir = pathlib.Path(out) / "parts"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.multi, self.main = _processes()
+        if self.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.log = log if log is not None else (lambda s: None)
         self.warn = warn if warn is not None else _warn
 
     def _lock(self, stem: str):
+        import contextlib
+
         import filelock
 
+        if not self.main:
+            return contextlib.nullcontext()
         locks = self.dir / ".locks"
         locks.mkdir(exist_ok=True)
         return filelock.FileLock(locks / f"{stem}.lock")
@@ -73,22 +84,38 @@ class _Parts:
         stem = f"{name}-{h}"
         p = self.dir / f"{stem}.json"
         with self._lock(stem):
-            if p.exists():
-                why = None
-                try:
-                    d = json.loads(p.read_bytes())
-                except (ValueError, UnicodeDecodeError) as e:
-                    why = f"not valid JSON ({type(e).__name__}: {e})"
-                else:
-                    if not isinstance(d, dict) or d.get("hash") != h or "value" not in d:
-                        why = f"does not hold the part's hash {h} and value"
-                if why is None:
-                    (log or self.log)(f"{name} loaded from parts/")
-                    return d["value"]
-                self._damaged([p], why)
+            found = self._read_json(p, h) if self.main else None
+            if self.multi:
+                from ._distributed import broadcast_json
+
+                found = broadcast_json(found)
+            if found is not None:
+                (log or self.log)(f"{name} loaded from parts/")
+                return found["value"]
             v = make()
-            atomic_write(p, json.dumps({"hash": h, "name": name, "value": v}).encode())
+            if self.multi:
+                v = broadcast_json(v)
+            if self.main:
+                atomic_write(p, json.dumps({"hash": h, "name": name, "value": v}).encode())
             return v
+
+    def _read_json(self, p: pathlib.Path, h: str) -> dict | None:
+        """``{"value": v}`` of the part file ``p`` if it holds hash ``h``; None if absent; a
+        damaged file is moved aside (None)."""
+        if not p.exists():
+            return None
+        why = None
+        try:
+            d = json.loads(p.read_bytes())
+        except (ValueError, UnicodeDecodeError) as e:
+            why = f"not valid JSON ({type(e).__name__}: {e})"
+        else:
+            if not isinstance(d, dict) or d.get("hash") != h or "value" not in d:
+                why = f"does not hold the part's hash {h} and value"
+        if why is None:
+            return {"value": d["value"]}
+        self._damaged([p], why)
+        return None
 
     def model(self, name: str, dep: Any, like: Any, make: Callable[[pathlib.Path], Any]) -> tuple[Any, bool]:
         """``(model, loaded)`` of part ``name``: deserialised (into the structure of ``like``)
@@ -103,6 +130,22 @@ class _Parts:
         stem = f"{name}-{h}"
         p, sp, cp = (self.dir / f"{stem}{ext}" for ext in (".eqx", ".sha256", ".ckpt"))
         with self._lock(stem):
+            if self.multi:  # process 0 reads (below, alone) and hands the bytes to the others
+                from ._distributed import broadcast_bytes
+
+                data = broadcast_bytes(self._read_model(p, sp) if self.main else None)
+                if data:
+                    return eqx.tree_deserialise_leaves(io.BytesIO(data), like), True
+                m = make(cp if self.main else None)
+                buf = io.BytesIO()
+                eqx.tree_serialise_leaves(buf, m)
+                data = broadcast_bytes(buf.getvalue() if self.main else None)  # process 0's model everywhere
+                m = eqx.tree_deserialise_leaves(io.BytesIO(data), like)
+                if self.main:
+                    atomic_write(p, data)
+                    atomic_write(sp, hashlib.sha256(data).hexdigest().encode("ascii"))
+                    cp.unlink(missing_ok=True)
+                return m, False
             if p.exists() or sp.exists():
                 why = None
                 try:
@@ -134,6 +177,34 @@ class _Parts:
             atomic_write(sp, hashlib.sha256(data).hexdigest().encode("ascii"))
             cp.unlink(missing_ok=True)
             return m, False
+
+
+    def _read_model(self, p: pathlib.Path, sp: pathlib.Path) -> bytes | None:
+        """The bytes of model part ``p`` if intact (checksum ``sp`` matches); else None (a
+        damaged part is moved aside). Deserialisation is checked by the caller."""
+        if not (p.exists() or sp.exists()):
+            return None
+        try:
+            want = sp.read_bytes().decode("ascii").strip()
+            data = p.read_bytes()
+        except (FileNotFoundError, UnicodeDecodeError) as e:
+            self._damaged([p, sp], f"cannot be read ({type(e).__name__}: {e})")
+            return None
+        if hashlib.sha256(data).hexdigest() != want:
+            self._damaged([p, sp], "its content does not match its checksum (truncated or altered)")
+            return None
+        return data
+
+
+def _processes() -> tuple[bool, bool]:
+    """``(several processes, this is process 0)`` under ``jax.distributed``; (False, True) alone."""
+    import sys
+
+    if "jax" not in sys.modules:  # nothing imported JAX: one process
+        return False, True
+    import jax
+
+    return jax.process_count() > 1, jax.process_index() == 0
 
 
 def _warn(msg: str) -> None:

@@ -56,6 +56,7 @@ from ._cards import CardError, card_kind
 from ._evaluate import evaluate
 from ._cost_types import ENERGY_CATEGORIES
 from ._atomic import atomic_path, atomic_write
+from ._distributed import is_main as _is_main
 from ._parts import _hash, _Parts, _warn
 from .costs import CostReport, cost, plot_energy_breakdown
 from .datasets import DATASETS, SHAPES, SIZES, SPLITS, load_dataset
@@ -379,7 +380,11 @@ def run_study(
             ``dataset.n_train + dataset.n_test`` larger than the dataset
             (from :func:`nds.datasets.load_dataset`).
     """
+    from ._distributed import is_main
+
     out = pathlib.Path(out)
+    if not is_main():  # under jax.distributed process 0 alone reads and writes ``out``
+        return _run_study(cfg, out, reporter=reporter)
     out.mkdir(parents=True, exist_ok=True)
     with _study_lock(out):
         return _run_study(cfg, out, reporter=reporter)
@@ -434,7 +439,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     warn = log if reporter is not None else _warn  # a console shows notices; a library caller gets warnings
     parts = _Parts(out, log, warn)
     config_hash = _hash(cfg)
-    old_hash, keep_as = _previous_results(out / "results.json", config_hash)
+    old_hash, keep_as = _previous_results(out / "results.json", config_hash) if _is_main() else (None, None)
     if keep_as is not None:
         log(f"{out / 'results.json'} holds another configuration ({old_hash}); it will be kept as {keep_as}")
     s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
@@ -541,8 +546,10 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
             log(f"noise-aware model on {h['name']} loaded from parts/")
         rows += mc_rows(na_model, "noise-aware", dep_na)
 
-    with atomic_path(out / "energy_breakdown.png") as tmp:
-        plot_energy_breakdown(reports, tmp, title=f"{n['name']} on {d['name']}: energy per inference by layer")
+    main = _is_main()
+    if main:
+        with atomic_path(out / "energy_breakdown.png") as tmp:
+            plot_energy_breakdown(reports, tmp, title=f"{n['name']} on {d['name']}: energy per inference by layer")
     # cost-only report of larger networks (shapes only, no accuracy) ----------------------
     report_rows = []
     bs = cfg["report"]["batch_size"]
@@ -579,8 +586,9 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
             return json.loads(json.dumps(r, default=float))
 
         sweep_rows = parts.json("sweep", {"base": dep_train, "sweep": sw, "seed": s["seed"]}, do_sweep, log=log)
-        with atomic_path(out / "sweep.png") as tmp:
-            plot_sweep(sweep_rows, tmp, title=f"{n['name']} on {d['name']}, card {sw['card']}")
+        if _is_main():
+            with atomic_path(out / "sweep.png") as tmp:
+                plot_sweep(sweep_rows, tmp, title=f"{n['name']} on {d['name']}, card {sw['card']}")
 
     sens = _sensitivity_rows(cfg, digital, (xte, yte), entries, digital_layers, k_mc, parts, dep_train, log)
     results = {
@@ -596,6 +604,8 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
                               n_test=int(len(ds.y_test))) for name, rep in reports.items()] + report_rows,
         "timing": ui.timing_summary(),
     }
+    if not main:
+        return results
     old_hash, keep_as = _previous_results(out / "results.json", config_hash)
     if keep_as is not None:
         import os
@@ -608,7 +618,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     return results
 
 
-def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], warn: Callable[[str], None], *args: Any,
+def _fit_resumable(ckpt: pathlib.Path | None, log: Callable[[str], None], warn: Callable[[str], None], *args: Any,
                    **kwargs: Any):
     """:func:`nds.train.fit` keeping a checkpoint at ``ckpt`` (every 100 steps) and resuming
     from it; a checkpoint that cannot be read back is named, moved to ``parts/damaged/`` and
@@ -617,6 +627,8 @@ def _fit_resumable(ckpt: pathlib.Path, log: Callable[[str], None], warn: Callabl
 
     from .train import CheckpointError
 
+    if ckpt is None:  # a process other than 0 under jax.distributed: process 0 keeps the checkpoint
+        return fit(*args, **kwargs)
     if ckpt.exists():
         log(f"resuming training from {ckpt}")
     try:
