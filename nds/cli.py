@@ -66,13 +66,20 @@ def results_table(results: dict) -> tuple[str, list[Column], list[list[Any]], st
             Column("latency", "seconds"), Column("off-chip B", "num", False), Column("area mm²", "num", False)]
     rows = []
     for r in results["rows"]:
-        a = r["accuracy"]
+        m = r.get("metric", "accuracy")
+        a = r[m]
         rows.append([r["hardware"], r["training"], r["t_seconds"], r["num_chips"], a["mean"], a["std"],
-                     a.get("test_se"), a["p5"], a["p50"], a["p95"], r["energy_j"], r["latency_s"],
+                     a.get("test_se"), a["p95"] if m == "bits_per_char" else a["p5"], a["p50"],
+                     a["p5"] if m == "bits_per_char" else a["p95"], r["energy_j"], r["latency_s"],
                      r["offchip_bytes"], r["area_m2"] * 1e6])
-    title = f"nds study: {ds['name']}, {ds['n_test']} test examples: accuracy over chips"
+    if any(r.get("metric") == "bits_per_char" for r in results["rows"]):
+        # bits per character: lower is better, the 95th percentile is the bad tail
+        cols[4:10] = [Column("b/c mean", "num"), Column("std", "num"), Column("test SE", "num"),
+                      Column("b/c p95", "num"), Column("p50", "num", False), Column("p5", "num", False)]
+    title = f"nds study: {ds['name']}, {ds['n_test']} test examples: {'bits per character' if any(r.get('metric') == 'bits_per_char' for r in results['rows']) else 'accuracy'} over chips"
     note = ("t: time after programming; std: spread over chips and test SE: test-set standard error, both "
-            "in percentage points; energy and latency per inference. Every column: --format markdown.")
+            "in percentage points (accuracy) or bits per character; energy and latency per inference. "
+            "Every column: --format markdown.")
     return title, cols, rows, note
 
 
@@ -89,9 +96,15 @@ def report_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str
     for r in results.get("report", []):
         e = r["energy_breakdown_j"]
         bits = f"{r['bits_weight'] or 'fp'}/{r['bits_activation'] or 'fp'}"
-        rows.append([r["network"], r["hardware"], r["accuracy"], r.get("n_test"), r["energy_j"], e["compute"],
+        bpc = r.get("dataset") == "pydoc_topics"  # the GPT's metric: bits per character, in its own column
+        rows.append([r["network"], r["hardware"], None if bpc else r["accuracy"], r.get("n_test"), r["energy_j"], e["compute"],
                      e["conversion"], e["array"], e["onchip_memory"], e["offchip"], e.get("static", 0.0),
-                     r["offchip_bytes"], r["latency_s"], r["throughput_inf_per_s"], r["area_m2"] * 1e6, bits])
+                     r["offchip_bytes"], r["latency_s"], r["throughput_inf_per_s"], r["area_m2"] * 1e6, bits,
+                     r["accuracy"] if bpc else None])
+    if any(row[-1] is not None for row in rows):
+        cols.append(Column("bits/char", "num"))
+    else:
+        rows = [row[:-1] for row in rows]
     note = ("Per inference; energies simulated from the cards' per-action figures, not measured; fp: "
             "unquantized. Energy by category (compute, conversion, array, memories, static): --format markdown.")
     return "hardware report", cols, rows, note
@@ -183,15 +196,19 @@ def study(
         _fail(str(e))
     if format is OutputFormat.json and main:
         sys.stdout.write(json.dumps(results, indent=1) + "\n")
-    else:
-        tables = [results_table(results), report_table(results)]
-        if results.get("sensitivity"):
-            tables.append(sensitivity_table(results))
-        for title, cols, rows, note in tables:
-            ui.table(title, cols, rows, note=note)
-    wrote = [out / "results.json", out / "accuracy_vs_time.png", out / "energy_breakdown.png"]
-    if results.get("sweep"):
-        wrote.append(out / "sweep.png")
+    wrote = []
+    # a study of several networks: {"study", "studies": {network: results}}, each in OUT/<network>
+    for sub_out, res in ([(out / k, v) for k, v in results["studies"].items()] if "studies" in results
+                         else [(out, results)]):
+        if format is not OutputFormat.json:
+            tables = [results_table(res), report_table(res)]
+            if res.get("sensitivity"):
+                tables.append(sensitivity_table(res))
+            for title, cols, rows, note in tables:
+                ui.table(title, cols, rows, note=note)
+        wrote += [sub_out / "results.json", sub_out / "accuracy_vs_time.png", sub_out / "energy_breakdown.png"]
+        if res.get("sweep"):
+            wrote.append(sub_out / "sweep.png")
     ui.summary(wrote)
 
 

@@ -16,7 +16,12 @@
 
 Latency per layer is the roofline ``max(compute latency, DRAM bytes / DRAM bandwidth)``;
 layers run one after another, so the inference latency is their sum, and the pipelined
-throughput is ``1 / max(layer latency)``. Pooling and activations are not counted.
+throughput is ``1 / max(layer latency)``. A layer that runs several times per example (under
+``jax.vmap`` over the tokens of a sequence) is counted that many times. Cost nodes
+(:class:`nds.nn.DigitalOp`: LayerNorm, softmax, GELU/ReLU, residual adds, pooling at a stated
+bit width; :class:`nds.nn.MultiheadAttention`: ``Q Kᵀ`` and ``A V`` on its attention tile)
+add one row each (:func:`nds.nn.node_costs`); activations and pooling of plain Equinox layers
+are not counted.
 """
 
 from __future__ import annotations
@@ -89,8 +94,11 @@ class CostReport:
         return out
 
 
-def _layer_shapes(model, input_shape) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Input and output shape of each analog layer, by tracing the model abstractly."""
+def _layer_shapes(model, input_shape, input_dtype=None) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Input and output shape of each analog layer and how many times it runs per example
+    (``jax.vmap`` multiplicity), by tracing the model abstractly."""
+    from .nn._digital import trace_safe, vmap_multiplicity
+
     shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     layers = analog_layers(model)
     ids = {id(l): i for i, l in enumerate(layers)}
@@ -101,12 +109,13 @@ def _layer_shapes(model, input_shape) -> dict[int, tuple[tuple[int, ...], tuple[
 
         def __call__(self, x, *, key=None):
             y_shape = self.inner.output_shape(tuple(x.shape))
-            shapes[self.idx] = (tuple(x.shape), tuple(y_shape))
+            shapes[self.idx] = (tuple(x.shape), tuple(y_shape), vmap_multiplicity(x))
             return jnp.zeros(y_shape, x.dtype)
 
-    probed = jtu.tree_map(lambda l: _Probe(l, ids[id(l)]) if is_analog_layer(l) else l, model,
-                          is_leaf=is_analog_layer)
-    jax.eval_shape(lambda x: probed(x, key=None), jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
+    probed = trace_safe(jtu.tree_map(lambda l: _Probe(l, ids[id(l)]) if is_analog_layer(l) else l, model,
+                                     is_leaf=is_analog_layer))
+    jax.eval_shape(lambda x: probed(x, key=None),
+                   jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32 if input_dtype is None else input_dtype))
     return shapes
 
 
@@ -143,7 +152,7 @@ def _matrix_shape(layer) -> tuple[int, int]:
 
 
 def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffer: Any = None,
-         dram: Any = None) -> CostReport:
+         dram: Any = None, input_dtype: Any = None) -> CostReport:
     """Cost of one inference of ``model`` on an input of ``input_shape`` (no batch axis).
 
     Args:
@@ -154,6 +163,7 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
         batch_size: stated batch size: weight traffic from DRAM is amortized over it.
         buffer: on-chip memory level for activations (default: :func:`default_memories`).
         dram: off-chip memory level (default: :func:`default_memories`).
+        input_dtype: dtype of the traced input (default float32; ``jnp.int32`` for token ids).
 
     Returns:
         :class:`CostReport`.
@@ -179,7 +189,7 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
         raise ValueError(f"cost: input_shape = {input_shape!r}; expected a tuple of ints, the shape of one "
                          "example, e.g. (1, 28, 28)") from None
     try:
-        shapes = _layer_shapes(model, input_shape)
+        shapes = _layer_shapes(model, input_shape, input_dtype)
     except Exception as err:  # the model's own message is kept below
         raise ValueError(f"cost: the model does not accept one example of input_shape = {input_shape}. "
                          "input_shape is the shape of ONE example without a batch axis (e.g. (1, 28, 28) for "
@@ -191,17 +201,19 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
     for i, l in enumerate(layers):
         if i not in shapes:
             raise ValueError(f"cost: layer {l.name!r} was not reached when tracing the model")
-        s_in, s_out = shapes[i]
+        s_in, s_out, mult = shapes[i]
         c = _tile_cost(l, s_in, batch_size)
+        if mult != 1:
+            c = _scaled(c, float(mult))
         if not hasattr(l.tile, "cost_layer"):
             bits_a = c.bits_activation or 32
-            act_bytes = (math.prod(s_in) + math.prod(s_out)) * bits_a / 8.0
+            act_bytes = mult * (math.prod(s_in) + math.prod(s_out)) * bits_a / 8.0
             mem = buffer.cost(act_bytes)
             off = 0.0
             if i == 0:
-                off += math.prod(s_in) * bits_a / 8.0
+                off += mult * math.prod(s_in) * bits_a / 8.0
             if i == len(layers) - 1:
-                off += math.prod(s_out) * bits_a / 8.0
+                off += mult * math.prod(s_out) * bits_a / 8.0
             if l.tile.hardware == "digital":
                 wb = math.prod(_matrix_shape(l)) * (c.bits_weight or 32) / 8.0
                 digital_weight_bytes += wb
@@ -215,6 +227,11 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
                 latency_s=lat, hardware=c.hardware, bits_weight=c.bits_weight, bits_activation=c.bits_activation,
                 measured=c.measured)
         rows.append((l.name, s_in, c))
+        total = total + c
+    from .nn._digital import node_costs
+
+    for name, s_in, c in node_costs(model, input_shape, input_dtype):
+        rows.append((name, s_in, c))
         total = total + c
     total = dataclasses.replace(total, area_m2=total.area_m2 + float(getattr(buffer, "area", 0.0)))
     return CostReport(layers=rows, total=total, batch_size=batch_size)

@@ -25,7 +25,10 @@ into a tile. The kinds and their keys (defaults in parentheses):
 Every entry also takes ``name`` (required), ``noise_aware`` (fine-tune with noise-aware
 training; default true when the tile draws randomness) and ``standalone`` (default true;
 false: the entry only serves as a part of ``mixed`` entries and of the cost-only report, and
-gets no accuracy rows of its own — for tiles too slow to run a whole network on).
+gets no accuracy rows of its own — for tiles too slow to run a whole network on), ``attention``
+(where the attention products ``Q Kᵀ`` and ``A V`` of transformer networks run: ``"digital"``
+(default) or ``"gain_cell"``, :class:`nds.tiles.GainCellAttention`) and ``attention_card``
+(the gain-cell card, ``"gain_cell_leroux2025"``).
 
 Checked values (:func:`entry_defaults`, before anything runs): a bit width (``*_bits``) is an
 integer from 1 to :data:`MAX_BITS` (24: above that a float32 cannot hold every code exactly)
@@ -61,7 +64,10 @@ class HardwareError(ValueError):
 
 
 _CELLS = {"pcm": _cells.PCM, "rram": _cells.RRAM}
-_COMMON = {"name": str, "kind": str, "noise_aware": bool, "standalone": bool}
+# attention: where Q K^T and A V of attention layers run ("digital" or "gain_cell");
+# attention_card: the gain-cell card (default "gain_cell_leroux2025")
+_COMMON = {"name": str, "kind": str, "noise_aware": bool, "standalone": bool, "attention": str,
+           "attention_card": str}
 #: the widest converter or fixed-point word a study accepts (float32 holds 2**24 exactly)
 MAX_BITS = 24
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
@@ -209,6 +215,9 @@ def entry_defaults(h: dict, where: str, index: int) -> dict:
     if not out["name"] or not set(out["name"]) <= _NAME_OK:
         raise HardwareError(f"{where}: hardware[{index}].name = {out['name']!r}: use letters, digits and _ . + - "
                             "(the name is part of file names)")
+    if out.get("attention", "digital") not in ("digital", "gain_cell"):
+        raise HardwareError(f"{where}: hardware[{index}].attention = {out['attention']!r}; allowed: 'digital', "
+                            "'gain_cell'")
     for k, spec in keys.items():
         if k not in out:
             if spec[1] is ...:

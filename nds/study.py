@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _study_networks as _nets
 from ._cards import CardError, card_kind
 from ._evaluate import evaluate
 from ._cost_types import ENERGY_CATEGORIES
@@ -94,15 +95,17 @@ DEFAULT_STUDY: dict[str, Any] = {
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "study": {"name": str, "seed": int, "chips": int, "chip_batch": int, "times": list},
-    "dataset": {"name": str, "n_train": int, "n_test": int},
-    "network": {"name": str, "digital_layers": list},
+    "dataset": {"name": str, "n_train": int, "n_test": int, "context": int},
+    # name: one network or a list (one study each, with per-network overrides of any table)
+    "network": {"name": (str, list), "digital_layers": list, "config": dict, "checkpoint": str,
+                "digital_bits": int, "overrides": dict},
     "report": {"networks": list, "batch_size": int},
     "sweep": {"card": str, "array_sizes": list, "r_wire": list, "chips": int, "fidelity": str},
     "sensitivity": {"params": list, "chips": int, "n_examples": int, "t": (int, float)},
     "training": {"steps": int, "batch_size": int, "lr": (int, float), "noise_aware_steps": int,
                  "noise_aware_lr": (int, float), "noise_aware_t": (int, float), "clip_sigma": (int, float)},
 }
-NETWORKS = ("lenet5", "mlp")
+NETWORKS = ("lenet5", "mlp") + _nets.ZOO
 #: cost-only networks for the ``[report]`` table: builder and input shape
 COST_NETWORKS = {"alexnet": (alexnet, (3, 227, 227)), "vgg16": (vgg16, (3, 224, 224)),
                  "lenet5": (lambda key: lenet5(key=key), (1, 28, 28))}
@@ -137,9 +140,19 @@ def _build_network(name: str, input_shape: tuple[int, ...], n_classes: int, key:
     return mlp((int(np.prod(input_shape)), 256, 128, n_classes), key=key)
 
 
-def _n_layers(name: str, input_shape: tuple[int, ...]) -> int:
-    """Number of convertible (Linear/Conv2d) layers of network ``name`` (built abstractly)."""
-    net = eqx.filter_eval_shape(lambda: _build_network(name, input_shape, 10, jax.random.key(0)))
+def _n_layers(name: str, input_shape: tuple[int, ...], config: dict | None = None) -> int:
+    """Number of convertible (Linear/Conv2d) layers of network ``name`` (built abstractly).
+
+    Raises:
+        ValueError: a zoo network's ``config`` its builder does not take.
+    """
+    if name in _nets.ZOO:
+        import types
+
+        ds = types.SimpleNamespace(input_shape=tuple(input_shape), vocab="?" * 128)
+        net = eqx.filter_eval_shape(lambda: _nets.build_network(name, ds, config or {}, jax.random.key(0))[0])
+    else:
+        net = eqx.filter_eval_shape(lambda: _build_network(name, input_shape, 10, jax.random.key(0)))
     is_conv = lambda x: isinstance(x, (eqx.nn.Linear, eqx.nn.Conv2d))
     return sum(1 for x in jax.tree_util.tree_leaves(net, is_leaf=is_conv) if is_conv(x))
 
@@ -179,6 +192,8 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
                 raise StudyError(f"{where}: unknown key {table}.{k}; allowed: {sorted(keys)}")
             if not isinstance(v, keys[k]) or isinstance(v, bool):
                 raise StudyError(f"{where}: {table}.{k} = {v!r} has the wrong type; expected {keys[k]}")
+    if isinstance(cfg["network"]["name"], list):
+        return _validate_many(cfg, where)
     s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
     if not 0 <= s["seed"] <= 2**32 - 1:
         raise _bad(where, "study.seed", s["seed"], "an integer in [0, 4294967295] (a 32-bit PRNG seed)")
@@ -202,7 +217,18 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
                          f"more than the {size} examples of dataset {d['name']!r}")
     if n["name"] not in NETWORKS:
         raise StudyError(f"{where}: network.name = {n['name']!r}; allowed: {list(NETWORKS)}")
-    n_layers = _n_layers(n["name"], SHAPES[d["name"]])
+    if (n["name"] in _nets.TEXT_NETWORKS) != (d["name"] == "pydoc_topics"):
+        raise StudyError(f"{where}: network {n['name']!r} and dataset {d['name']!r} do not fit: "
+                         f"{list(_nets.TEXT_NETWORKS)} run on 'pydoc_topics' (text), the others on images")
+    net = n["name"]
+    if n.get("checkpoint") and net not in _nets.ZOO:
+        raise StudyError(f"{where}: network.checkpoint needs a zoo network {list(_nets.ZOO)}, got {net!r}")
+    if n.get("digital_bits", 0) != 0 and n.get("digital_bits", 0) < 2:
+        raise _bad(where, "network.digital_bits", n["digital_bits"], "0 (fp32) or an integer >= 2")
+    try:
+        n_layers = _n_layers(n["name"], SHAPES[d["name"]], n.get("config", {}))
+    except ValueError as e:
+        raise StudyError(f"{where}: {e}") from None
     for i in n["digital_layers"]:
         if not (i in ("first", "last") or (isinstance(i, int) and not isinstance(i, bool) and -n_layers <= i < n_layers)):
             raise _bad(where, "network.digital_layers", n["digital_layers"],
@@ -264,7 +290,7 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
             e = entry_defaults(h, where, i)
         except HardwareError as err:
             raise StudyError(str(err)) from None
-        for key in ("card", "memory", "retention", "adc"):
+        for key in ("card", "memory", "retention", "adc", "attention_card"):
             if isinstance(e.get(key), str) and e[key]:
                 try:
                     card_kind(e[key])
@@ -383,6 +409,8 @@ def run_study(
     from ._distributed import is_main
 
     out = pathlib.Path(out)
+    if isinstance(cfg["network"]["name"], list):
+        return _run_many(cfg, out, reporter=reporter)
     if not is_main():  # under jax.distributed process 0 alone reads and writes ``out``
         return _run_study(cfg, out, reporter=reporter)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,52 +473,89 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
     key = jax.random.key(s["seed"])
     k_init, k_train, k_mc, k_na = jax.random.split(key, 4)
-    ds = load_dataset(d["name"], n_train=d["n_train"], n_test=d["n_test"], seed=s["seed"])
+    ds = load_dataset(d["name"], n_train=d["n_train"], n_test=d["n_test"], seed=s["seed"],
+                      **({"context": d["context"]} if "context" in d else {}))
     xtr, ytr, xte, yte = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
     n_classes = 10
-    net = _build_network(n["name"], ds.input_shape, n_classes, k_init)
+    zoo = n["name"] in _nets.ZOO
+    state0 = None
+    if not zoo:
+        net = _build_network(n["name"], ds.input_shape, n_classes, k_init)
+    else:
+        try:
+            net, state0 = _nets.build_network(n["name"], ds, n.get("config", {}), k_init)
+        except ValueError as e:
+            raise StudyError(str(e)) from None
+    metric, mname, idt = _nets.metric_fn(n["name"]), _nets.metric_name(n["name"]), _nets.input_dtype(n["name"])
+    dbits = n.get("digital_bits", 0) or None
+    like = _nets.digital_like(n["name"], net, state0)
+    net_ckpt = n.get("checkpoint", "")
 
     # 1. digital training --------------------------------------------------------------
     dep_train = {"dataset": d, "network": n, "seed": s["seed"], "steps": tr["steps"], "bs": tr["batch_size"],
                  "lr": tr["lr"]}
+    if net_ckpt:
+        try:
+            dep_train["checkpoint_sha256"] = _nets.checkpoint_digest(net_ckpt)
+        except FileNotFoundError:
+            raise StudyError(f"network.checkpoint = {net_ckpt!r}: no such file") from None
 
-    def train_digital(ckpt: pathlib.Path):
+    def train_digital(ckpt: pathlib.Path | None):
         import optax
 
-        sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
+        if zoo and net_ckpt:
+            from .nn._torch import load_state_dict
+
+            return load_state_dict(like, net_ckpt)
         with ui.part("train digital", tr["steps"]) as upd:
+            if zoo and state0 is not None:  # batch norm on batch statistics, then frozen
+                return _nets.train_network(n["name"], net, state0, xtr, ytr, tr, key=k_train, progress=upd)
+            if zoo:
+                m, _ = _fit_resumable(ckpt, log, warn, net, xtr, ytr, key=k_train, steps=tr["steps"],
+                                      batch_size=tr["batch_size"], optimizer=_nets.optimizer(tr),
+                                      filter_spec=_nets.every_array(net), progress=upd)
+                return m
+            sched = optax.cosine_decay_schedule(tr["lr"], tr["steps"])
             m, _ = _fit_resumable(ckpt, log, warn, net, xtr, ytr, key=k_train, steps=tr["steps"],
                                   batch_size=tr["batch_size"], optimizer=optax.adam(sched), progress=upd)
         return m
 
-    digital, cached = parts.model("digital", dep_train, net, train_digital)
+    digital, cached = parts.model("digital", dep_train, like, train_digital)
     if cached:
         log("digital model loaded from parts/")
     rows: list[dict] = []
+    # accuracy through nds.evaluate's default metric (with its test-set error); other metrics
+    # (bits per character) as the network's own scalar metric
+    ev_metric = None if mname == "accuracy" else metric
 
     def digital_row():
         with ui.part("evaluate digital"):
-            ev = evaluate(digital, xte, yte, key=k_mc, num_chips=1).rows()[0]
-        dmodel = analogize(digital, DigitalTile())
-        c = cost(dmodel, ds.input_shape)
-        return {"hardware": "digital", "kind": "digital", "card": "digital_45nm", "training": "standard",
-                "t_seconds": None, "accuracy": {k: v for k, v in ev.items() if k != "t_seconds"},
-                "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
-                "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2, "num_chips": 1}
+            ev = evaluate(digital, xte, yte, key=k_mc, num_chips=1, metric=ev_metric).rows()[0]
+        dmodel = analogize(digital, DigitalTile(), digital_bits=dbits)
+        c = cost(dmodel, ds.input_shape, input_dtype=idt)
+        row = {"hardware": "digital", "kind": "digital", "card": "digital_45nm", "training": "standard",
+               "t_seconds": None, "metric": mname, mname: {k: v for k, v in ev.items() if k != "t_seconds"},
+               "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
+               "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2, "num_chips": 1}
+        if zoo:
+            row["energy_split_j"] = _nets.energy_split(dmodel, c)
+        return row
 
     rows.append(parts.json("row_digital", dep_train, digital_row, log=log))
     cost_tables: dict[str, Any] = {}
 
     entries = {h["name"]: h for h in cfg["hardware"]}
-    reports: dict[str, CostReport] = {"digital": cost(analogize(digital, DigitalTile()), ds.input_shape)}
+    reports: dict[str, CostReport] = {"digital": cost(analogize(digital, DigitalTile(), digital_bits=dbits),
+                                                      ds.input_shape, input_dtype=idt)}
     cost_tables["digital"] = reports["digital"].rows()
     digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
     for h in cfg["hardware"]:
         if not h.get("standalone", True):
             continue
         tile = make_tile(h, entries)
-        amodel = analogize(digital, tile, digital=digital_layers)
-        c = cost(amodel, ds.input_shape)
+        amodel = analogize(digital, tile, digital=digital_layers, digital_bits=dbits,
+                           attention=_attention_tile(h, n_layers=len(getattr(digital, "blocks", ())) or 1))
+        c = cost(amodel, ds.input_shape, input_dtype=idt)
         reports[h["name"]] = c
         cost_tables[h["name"]] = c.rows()
         drifts = tile_drifts(tile)
@@ -507,16 +572,20 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
                 when = "not aged" if times is None else ", ".join(fmt_duration(t) for t in times)
                 with ui.part(f"{h['name']} {training}: {chips} chip{'s' * (chips > 1)} ({when})", chips,
                              "chips") as upd:
-                    ev = evaluate(model, xte, yte, key=k_mc, num_chips=chips, t=times,
+                    ev = evaluate(model, xte, yte, key=k_mc, num_chips=chips, t=times, metric=ev_metric,
                                   batch_size=s["chip_batch"], progress=upd)
                 res = []
                 for r in ev.rows():
                     t = r.pop("t_seconds")
-                    res.append({"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
-                                "t_seconds": t, "accuracy": r, "energy_j": c.energy_j,
-                                "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
-                                "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
-                                "num_chips": chips})
+                    row = {"hardware": h["name"], "kind": h["kind"], "card": card, "training": training,
+                           "t_seconds": t, "metric": mname, mname: r, "energy_j": c.energy_j,
+                           "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
+                           "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2,
+                           "num_chips": chips}
+                    if zoo:
+                        row["attention"] = h.get("attention", "digital")
+                        row["energy_split_j"] = _nets.energy_split(amodel, c)
+                    res.append(row)
                 return res
 
             return parts.json(f"rows_{h['name']}_{training}", dep, make, log=log)
@@ -676,11 +745,82 @@ def _breakdown(rep: CostReport) -> dict[str, float]:
 
 
 def _acc_of(rows: list[dict], hw: str) -> float | None:
-    """Mean accuracy of the first standard row of ``hw`` (earliest time)."""
+    """Mean metric (accuracy, or bits per character) of the first standard row of ``hw``
+    (earliest time)."""
     for r in rows:
         if r["hardware"] == hw and r["training"] == "standard":
-            return r["accuracy"]["mean"]
+            return r[r.get("metric", "accuracy")]["mean"]
     return None
+
+
+def _attention_tile(h: dict, n_layers: int = 1):
+    """The attention tile of a hardware entry's ``attention`` key: None (keep digital) or a
+    :class:`nds.tiles.GainCellAttention` from ``attention_card`` whose tokens are written
+    every ``n_layers · t_layer``."""
+    kind = h.get("attention", "digital")
+    if kind == "digital":
+        return None
+    from ._cards import load_card
+    from .cells._gain_cell import GainCell
+    from .tiles._gain_cell import GainCellAttention
+
+    cell = load_card(h.get("attention_card", "gain_cell_leroux2025"), GainCell)
+    return GainCellAttention(cell=cell, t_token=n_layers * float(cell.t_layer))
+
+
+def _sub_config(cfg: dict, nm: str, where: str) -> dict:
+    """The study of network ``nm`` of a ``network.name`` list: the configuration with
+    ``network.overrides.<nm>`` merged in (a ``hardware`` list replaces the entries; a new
+    dataset name brings its own default sizes unless given). Not yet validated.
+
+    Raises:
+        StudyError: an override that is not a table of study tables.
+    """
+    sub = copy.deepcopy(cfg)
+    over = copy.deepcopy(sub["network"].pop("overrides", {}).get(nm, {}))
+    if not isinstance(over, dict) or any(not isinstance(v, (dict, list)) for v in over.values()):
+        raise StudyError(f"{where}: network.overrides.{nm} must be a table of study tables, got {over!r}")
+    sub["network"]["name"] = nm
+    hw = over.pop("hardware", None)
+    sub = _merge(sub, over)
+    if hw is not None:
+        sub["hardware"] = hw
+    ud = over.get("dataset", {})
+    if isinstance(ud, dict) and ud.get("name") in SPLITS:  # a new dataset: its own defaults
+        sub["dataset"] = dict(zip(("n_train", "n_test"), SPLITS[ud["name"]]), **ud)
+    return sub
+
+
+def _validate_many(cfg: dict, where: str) -> dict:
+    """Validate a study with a list of networks: every name known, overrides only for listed
+    networks, and each network's own study (:func:`_sub_config`) valid; messages name
+    ``network.overrides.<network>``. Returns ``cfg``."""
+    names = cfg["network"]["name"]
+    if not names or any(not isinstance(nm, str) or nm not in NETWORKS for nm in names) or len(set(names)) != len(
+            names):
+        raise _bad(where, "network.name", names, f"a network or a list of distinct networks from {list(NETWORKS)}")
+    for nm in cfg["network"].get("overrides", {}):
+        if nm not in names:
+            raise StudyError(f"{where}: network.overrides.{nm}: {nm!r} is not in the list network.name = {names!r}")
+    for nm in names:
+        validate_study(_sub_config(cfg, nm, where), f"{where}: network.overrides.{nm}")
+    return cfg
+
+
+def _run_many(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None = None) -> dict:
+    """One study per network of a ``network.name`` list, in ``out/<network>/``, each with its
+    ``network.overrides.<network>`` tables merged in; ``results.json`` holds
+    ``{"study", "studies": {network: results}}``."""
+    studies = {}
+    for nm in cfg["network"]["name"]:
+        sub = validate_study(_sub_config(cfg, nm, str(out)), f"network.overrides.{nm}")
+        if reporter is not None:
+            reporter.log(f"network {nm}")
+        studies[nm] = run_study(sub, out / nm, reporter=reporter)
+    results = {"study": cfg, "studies": studies}
+    if _is_main():
+        atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    return results
 
 
 def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float | None, dataset: str | None,
@@ -732,6 +872,8 @@ def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
     hw_names = list(dict.fromkeys(r["hardware"] for r in rows))
     color = {h: ("k" if h == "digital" else f"C{i % 10}") for i, h in enumerate(h for h in hw_names if h != "digital")}
     color["digital"] = "k"
+    mname = rows[0].get("metric", "accuracy") if rows else "accuracy"
+    f = 100.0 if mname == "accuracy" else 1.0
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["hardware"], r["training"]), []).append(r)
@@ -742,22 +884,22 @@ def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
         ls = "-" if training == "noise-aware" else ":"
         c = color[hw]
         if all(r["t_seconds"] is None for r in rs):
-            a = rs[0]["accuracy"]
-            ax.plot([t_lo, t_hi], [100 * a["mean"]] * 2, color=c, ls="--" if hw == "digital" else ls, lw=1.2,
+            a = rs[0][mname]
+            ax.plot([t_lo, t_hi], [f * a["mean"]] * 2, color=c, ls="--" if hw == "digital" else ls, lw=1.2,
                     label=f"{hw}, {training} (no ageing)")
             if a["n"] > 1:
-                ax.fill_between([t_lo, t_hi], [100 * a["p5"]] * 2, [100 * a["p95"]] * 2, color=c, alpha=0.08)
+                ax.fill_between([t_lo, t_hi], [f * a["p5"]] * 2, [f * a["p95"]] * 2, color=c, alpha=0.08)
             continue
         rs = sorted((r for r in rs if r["t_seconds"] is not None), key=lambda r: r["t_seconds"])
         # markers of different rows side by side (a few % of a decade apart), not on top of each other
         dodge = 10 ** (0.06 * (i_timed - (n_timed - 1) / 2))
         i_timed += 1
         t = [r["t_seconds"] for r in rs]
-        m = [100 * r["accuracy"]["mean"] for r in rs]
-        se = [196 * (r["accuracy"].get("test_se") or 0.0) for r in rs]
+        m = [f * r[mname]["mean"] for r in rs]
+        se = [1.96 * f * (r[mname].get("test_se") or 0.0) for r in rs]
         ax.errorbar([v * dodge for v in t], m, yerr=se, color=c, ls=ls, marker="o", ms=4, capsize=2, lw=1.4,
                     elinewidth=0.8, label=f"{hw}, {training}")
-        ax.fill_between(t, [100 * r["accuracy"]["p5"] for r in rs], [100 * r["accuracy"]["p95"] for r in rs],
+        ax.fill_between(t, [f * r[mname]["p5"] for r in rs], [f * r[mname]["p95"] for r in rs],
                         color=c, alpha=0.12)
     ax.set_xscale("log")
     ax.set_xlim(t_lo, t_hi)
@@ -766,7 +908,8 @@ def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
     ax.set_xticks([], minor=True)
     ax.set_xlabel("time since programming")
     ds = results["dataset"]
-    ax.set_ylabel(f"test accuracy (%), {ds['name']}, n = {ds['n_test']}")
+    label = "test accuracy (%)" if mname == "accuracy" else "test bits per character (lower is better)"
+    ax.set_ylabel(f"{label}, {ds['name']}, n = {ds['n_test']}")
     nchips = "/".join(str(c) for c in chips)
     ax.set_title(f"mean over {nchips} chips; band: 5th–95th percentile over chips;\n"
                  "error bars: ±1.96 test-set standard errors", fontsize=9)

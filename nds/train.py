@@ -25,7 +25,8 @@ from ._program import drift as _drift
 from ._program import program as _program
 from .nn._analogize import is_analog_layer
 
-__all__ = ["weights_filter", "clip_weights", "cross_entropy", "accuracy", "predict", "fit", "CheckpointError"]
+__all__ = ["weights_filter", "clip_weights", "cross_entropy", "accuracy", "bits_per_char", "predict", "fit",
+           "CheckpointError"]
 
 _TRAINABLE = (eqx.nn.Linear, eqx.nn.Conv2d)
 
@@ -113,6 +114,39 @@ def accuracy(model: Any, x: Array, y: Array, *, key: PRNGKeyArray | None, batch:
         return jnp.sum(jnp.argmax(predict(model, xb, key=None if key is None else k), -1) == yb)
 
     return jax.lax.map(chunk, (jnp.arange(nb), keys)).sum() / n
+
+
+def bits_per_char(model: Any, x: Array, y: Array, *, key: PRNGKeyArray | None, batch: int = 32) -> Array:
+    """Mean next-character cross-entropy in bits, ``−log₂ p(y_t | x_≤t)`` averaged over every
+    position of every sequence (the language-modelling metric; perplexity per character is
+    ``2**bits_per_char``). ``x``, ``y``: (N, T) integer ids; the model maps (T,) → (T, vocab).
+    Evaluated in chunks of ``batch`` sequences (``lax.map``), each chunk with its own read key.
+    Same signature as :func:`accuracy`, usable as a Monte Carlo metric.
+
+    Raises:
+        ValueError: ``x`` and ``y`` of different shapes.
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"bits_per_char: x shape {x.shape} and y shape {y.shape} must be equal (N, T)")
+    n = x.shape[0]
+    batch = min(batch, n)
+    nb = -(-n // batch)
+    pad = nb * batch - n
+    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    yp = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)]) if pad else y
+    wp = jnp.concatenate([jnp.ones((n,)), jnp.zeros((pad,))]) if pad else jnp.ones((n,))
+    keys = jax.random.split(key if key is not None else jax.random.key(0), nb)
+
+    def chunk(args):
+        i, k = args
+        xb = jax.lax.dynamic_slice_in_dim(xp, i * batch, batch)
+        yb = jax.lax.dynamic_slice_in_dim(yp, i * batch, batch)
+        wb = jax.lax.dynamic_slice_in_dim(wp, i * batch, batch)
+        logits = predict(model, xb, key=None if key is None else k)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, yb)  # (B, T), nats
+        return jnp.sum(nll.mean(axis=-1) * wb)
+
+    return jax.lax.map(chunk, (jnp.arange(nb), keys)).sum() / n / jnp.log(2.0)
 
 
 def fit(

@@ -9,8 +9,9 @@ from ._capacitor import K_BOLTZMANN as K_BOLTZMANN
 from ._faults import FaultModel as FaultModel
 from ._write_verify import WriteVerify as WriteVerify
 from ._write_verify import WriteVerifyResult as WriteVerifyResult
+from ._gain_cell import GainCell as GainCell
 
 __all__ = [
     "PCM", "RRAM", "AbstractResistiveCell", "SRAMCell", "UnitCapacitor", "K_BOLTZMANN",
-    "FaultModel", "WriteVerify", "WriteVerifyResult",
+    "FaultModel", "WriteVerify", "WriteVerifyResult", "GainCell",
 ]

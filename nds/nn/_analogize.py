@@ -1,11 +1,29 @@
-"""Convert an Equinox model into its analog twin by tree surgery (``eqx.tree_at``).
+"""Convert an Equinox model into its analog twin by tree surgery.
 
-Every ``eqx.nn.Linear`` and ``eqx.nn.Conv2d`` becomes an :class:`AnalogLinear` /
-:class:`AnalogConv2d` on a tile; a layer kept digital sits on a :class:`DigitalTile`, so that
-its cost is still counted. Pooling and activations stay digital and unchanged. A
-``eqx.nn.BatchNorm`` directly after a converted layer inside an ``eqx.nn.Sequential`` is folded
-into that layer's digital ``out_scale`` and ``bias`` (inference statistics from ``state``) and
-replaced by ``eqx.nn.Identity``.
+Rules, applied wherever the object sits in the model's pytree (``eqx.nn.Sequential``,
+custom modules, the zoo's blocks, attention):
+
+1. Containers that do not hand keys to their layers are replaced by equivalents that do:
+   ``eqx.nn.MLP`` → :class:`nds.nn.KeyedMLP`, ``eqx.nn.MultiheadAttention`` →
+   :class:`nds.nn.MultiheadAttention` (its ``Q Kᵀ`` and ``A V`` on the ``attention`` tile,
+   digital by default). An :class:`nds.nn.MultiheadAttention` already in the model gets the
+   ``attention`` tile when one is given.
+2. Every ``eqx.nn.Linear`` and ``eqx.nn.Conv2d`` becomes an :class:`AnalogLinear` /
+   :class:`AnalogConv2d` on a tile; a layer kept digital sits on a :class:`DigitalTile`, so
+   that its cost is still counted.
+3. Batch norm in inference mode (``eqx.nn.BatchNorm`` with its ``state``, or
+   :class:`nds.nn.FrozenBatchNorm`) directly after a converted layer is folded into that
+   layer's digital ``out_scale`` and ``bias`` and replaced by ``eqx.nn.Identity``: inside an
+   ``eqx.nn.Sequential`` (adjacent items), and inside any module that names its
+   (layer, norm) attribute pairs in a class variable ``fold_pairs`` (the zoo's and
+   :func:`nds.nn.from_torch`'s residual blocks do).
+4. Digital parts (pooling, activations, LayerNorm, residual adds) stay digital and compute
+   the same function. :class:`nds.nn.DigitalOp` nodes (built into the zoo models) are costed
+   at ``digital_bits``; with ``wrap_digital=True`` Equinox's ``LayerNorm``, pooling layers and
+   ``Lambda`` activations (ReLU, GELU) are wrapped into such nodes too.
+
+Custom modules must pass ``key`` to their sublayers (the Equinox convention) for layers on
+noisy tiles to read; the containers above are the ones that do not, in Equinox itself.
 """
 
 from __future__ import annotations
@@ -70,6 +88,81 @@ def fold_batchnorm(layer: AbstractAnalogLayer, bn: eqx.nn.BatchNorm, state: eqx.
                        is_leaf=lambda x: x is None)
 
 
+def _fold_any(layer: AbstractAnalogLayer, bn: Any, state: eqx.nn.State | None, where: str) -> AbstractAnalogLayer:
+    from ._digital import FrozenBatchNorm
+
+    if isinstance(bn, FrozenBatchNorm):
+        a, b = bn.scale_shift()
+        s = layer.out_scale if layer.out_scale is not None else jnp.ones_like(a)
+        bias = layer.bias if layer.bias is not None else jnp.zeros_like(a)
+        return eqx.tree_at(lambda l: (l.out_scale, l.bias), layer, (s * a, a * bias + b),
+                           is_leaf=lambda x: x is None)
+    if state is None:
+        raise ValueError(f"analogize: batch norm after layer {layer.name!r} ({where}); pass state= "
+                         "(the eqx.nn.State with its statistics) to fold it, or freeze it first with "
+                         "nds.nn.freeze_batchnorm")
+    return fold_batchnorm(layer, bn, state)
+
+
+def _is_bn(x) -> bool:
+    from ._digital import FrozenBatchNorm
+
+    return isinstance(x, (eqx.nn.BatchNorm, FrozenBatchNorm))
+
+
+def _convert_containers(model: Any, attention: Any) -> Any:
+    from ._attention import KeyedMLP, MultiheadAttention
+
+    kinds = (eqx.nn.MLP, eqx.nn.MultiheadAttention, MultiheadAttention)
+    is_c = lambda x: isinstance(x, kinds)
+    counter = iter(range(1 << 30))
+
+    def conv(x):
+        if isinstance(x, eqx.nn.MLP):
+            return KeyedMLP.from_eqx(x)
+        if isinstance(x, eqx.nn.MultiheadAttention):
+            return MultiheadAttention.from_eqx(x, attention, name=f"attention{next(counter)}")
+        if isinstance(x, MultiheadAttention) and attention is not None:
+            return eqx.tree_at(lambda m: m.attention, x, attention)
+        return x
+
+    return jtu.tree_map(conv, model, is_leaf=is_c)
+
+
+def _wrap_digital(model: Any, bits: int | None) -> Any:
+    from ._digital import DigitalOp
+
+    counter = iter(range(1 << 30))
+    acts = {jax.nn.relu: "relu", jax.nn.gelu: "gelu"}
+    pools = (eqx.nn.MaxPool2d, eqx.nn.AvgPool2d, eqx.nn.AdaptiveAvgPool2d, eqx.nn.AdaptiveMaxPool2d)
+
+    def kind_of(x):
+        if isinstance(x, eqx.nn.LayerNorm):
+            return "layernorm"
+        if isinstance(x, pools):
+            return "maxpool" if "Max" in type(x).__name__ else "avgpool"
+        if isinstance(x, eqx.nn.Lambda):
+            return acts.get(x.fn)
+        return None
+
+    is_d = lambda x: kind_of(x) is not None or isinstance(x, DigitalOp)
+
+    def wrap(x):
+        if isinstance(x, DigitalOp) or kind_of(x) is None:
+            return x
+        k = kind_of(x)
+        return DigitalOp(x, k, bits, name=f"{k}{next(counter)}")
+
+    return jtu.tree_map(wrap, model, is_leaf=is_d)
+
+
+def _set_digital_bits(model: Any, bits: int | None) -> Any:
+    from ._digital import DigitalOp
+
+    is_d = lambda x: isinstance(x, DigitalOp)
+    return jtu.tree_map(lambda x: DigitalOp(x.fn, x.kind, bits, x.name) if is_d(x) else x, model, is_leaf=is_d)
+
+
 def _convert(layer, tile: AbstractTile, name: str) -> AbstractAnalogLayer:
     if isinstance(layer, eqx.nn.Linear):
         return AnalogLinear.from_linear(layer, tile, name)
@@ -83,6 +176,9 @@ def analogize(
     digital: Sequence[int | str] = (),
     digital_tile: AbstractTile | None = None,
     state: eqx.nn.State | None = None,
+    attention: Any = None,
+    wrap_digital: bool = False,
+    digital_bits: int | None = None,
 ) -> Any:
     """Return the analog twin of an Equinox ``model``.
 
@@ -94,15 +190,25 @@ def analogize(
         digital: indices of convertible layers to keep digital; ``"first"`` and ``"last"``
             are accepted.
         digital_tile: the tile for digital layers (default: floating-point ``DigitalTile``).
-        state: the ``eqx.nn.State`` holding batch-norm statistics; needed to fold batch norm.
+        state: the ``eqx.nn.State`` holding batch-norm statistics; needed to fold an
+            ``eqx.nn.BatchNorm`` (a :class:`nds.nn.FrozenBatchNorm` carries its own).
+        attention: the attention tile (:class:`nds.tiles.DigitalAttention`,
+            :class:`nds.tiles.GainCellAttention`) for every multi-head attention; None keeps
+            an :class:`nds.nn.MultiheadAttention`'s tile and puts converted Equinox ones on
+            a floating-point :class:`nds.tiles.DigitalAttention`.
+        wrap_digital: also wrap Equinox ``LayerNorm``, pooling and ``Lambda(relu/gelu)``
+            layers into :class:`nds.nn.DigitalOp` cost nodes.
+        digital_bits: bit width of every :class:`nds.nn.DigitalOp` (None: fp32).
 
     Returns:
         The model with converted layers (unprogrammed: pass it to :func:`nds.program`).
 
     Raises:
         ValueError: a tile sequence of the wrong length, a ``digital`` index out of range,
-            or batch norm to fold without ``state``.
+            batch norm to fold without ``state``, a scanned ``eqx.nn.MLP``, or
+            ``digital_bits`` < 2.
     """
+    model = _convert_containers(model, attention)
     is_conv = lambda x: isinstance(x, _CONVERTIBLE)
     layers = [x for x in jtu.tree_leaves(model, is_leaf=is_conv) if is_conv(x)]
     n = len(layers)
@@ -127,25 +233,48 @@ def analogize(
         new.append(_convert(l, c if c is not None else dt, f"{kind}{i}"))
     it = iter(new)
     out = jtu.tree_map(lambda x: next(it) if is_conv(x) else x, model, is_leaf=is_conv)
-    return _fold_sequential_bn(out, state)
+    out = _fold_bn(out, state)
+    if wrap_digital:
+        out = _wrap_digital(out, digital_bits)
+    if digital_bits is not None or wrap_digital:
+        out = _set_digital_bits(out, digital_bits)
+    return out
 
 
-def _fold_sequential_bn(model, state):
-    is_seq = lambda x: isinstance(x, eqx.nn.Sequential)
+def _fold_bn(model, state):
+    """Fold batch norm after converted layers: adjacent items of every ``eqx.nn.Sequential``
+    and the ``fold_pairs`` of every module that declares them (innermost first)."""
 
-    def fold(seq):
-        if not is_seq(seq):
-            return seq
+    def fold_seq(seq):
         items = list(seq.layers)
         changed = False
         for i in range(len(items) - 1):
-            if isinstance(items[i + 1], eqx.nn.BatchNorm) and is_analog_layer(items[i]):
-                if state is None:
-                    raise ValueError(f"analogize: batch norm after layer {items[i].name!r}; pass state= "
-                                     "(the eqx.nn.State with its statistics) to fold it")
-                items[i] = fold_batchnorm(items[i], items[i + 1], state)
+            if _is_bn(items[i + 1]) and is_analog_layer(items[i]):
+                items[i] = _fold_any(items[i], items[i + 1], state, "in a Sequential")
                 items[i + 1] = eqx.nn.Identity()
                 changed = True
         return eqx.nn.Sequential(items) if changed else seq
 
-    return jtu.tree_map(fold, model, is_leaf=is_seq)
+    def fold_pairs(mod):
+        for layer_name, bn_name in type(mod).fold_pairs:
+            layer, bn = getattr(mod, layer_name), getattr(mod, bn_name)
+            if _is_bn(bn) and is_analog_layer(layer):
+                new = _fold_any(layer, bn, state, f"{type(mod).__name__}.{bn_name}")
+                mod = eqx.tree_at(lambda m: (getattr(m, layer_name), getattr(m, bn_name)), mod,
+                                  (new, eqx.nn.Identity()))
+        return mod
+
+    def visit(x):
+        if is_analog_layer(x) or not isinstance(x, eqx.Module):
+            return x
+        # children first
+        x = jtu.tree_map(visit, x, is_leaf=lambda y: y is not x and isinstance(y, eqx.Module))
+        if isinstance(x, eqx.nn.Sequential):
+            x = fold_seq(x)
+        if hasattr(type(x), "fold_pairs"):
+            x = fold_pairs(x)
+        return x
+
+    if isinstance(model, eqx.Module):
+        return visit(model)
+    return jtu.tree_map(visit, model, is_leaf=lambda y: isinstance(y, eqx.Module))

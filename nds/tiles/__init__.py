@@ -21,11 +21,17 @@ from ._sensor import asp_kernels as asp_kernels
 from ._bitsliced import BitSlicedTile as BitSlicedTile
 from ._bitsliced import BitSlicedState as BitSlicedState
 from ._bitsliced import BitSliceDesign as BitSliceDesign
+from ._attention import AbstractAttentionTile as AbstractAttentionTile
+from ._attention import DigitalAttention as DigitalAttention
+from ._attention import KVEntries as KVEntries
+from ._gain_cell import GainCellAttention as GainCellAttention
+from ._gain_cell import GainCellAttentionCosts as GainCellAttentionCosts
 
 __all__ = [
     "AbstractTile", "CrossbarState", "CrossbarTile", "DigitalMACCosts", "DigitalTile",
     "PEArrayTile", "SRAMTile", "SRAMState", "weight_planes", "SwitchedCapTile",
     "SwitchedCapState", "adc_conversion_reduction", "SensorTile", "AnalogSensorFrontEnd",
     "SensorAnalogCard", "ASPFilterBank", "ASPCard", "asp_kernels", "BitSlicedTile",
-    "BitSlicedState", "BitSliceDesign",
+    "BitSlicedState", "BitSliceDesign", "AbstractAttentionTile", "DigitalAttention", "KVEntries",
+    "GainCellAttention", "GainCellAttentionCosts",
 ]
