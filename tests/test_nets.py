@@ -225,3 +225,39 @@ def test_noise_aware_training_through_attention_raises_the_5th_percentile(digits
     n = xte.shape[0]
     se = math.sqrt(before * (1 - before) / n)
     assert after - before > 3 * math.sqrt(2) * se, (before, after)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ('[network]\nname = "gpt"\n', "do not fit"),
+    ('[network]\nname = "vit"\n[dataset]\nname = "pydoc_topics"\n', "do not fit"),
+    ('[network]\nname = ["gpt", "vit"]\n[network.overrides.resnet]\ntraining = { steps = 3 }\n',
+     "network.overrides.resnet"),
+    ('[network]\nname = "lenet5"\ncheckpoint = "x.pt"\n', "network.checkpoint needs a zoo network"),
+    ('[[hardware]]\nname = "pcm"\ncard = "pcm_joshi2020"\nattention = "sram"\n', "hardware[0].attention"),
+    ('[[hardware]]\nname = "pcm"\ncard = "pcm_joshi2020"\nattention = "gain_cell"\nattention_card = "nope"\n',
+     "hardware[0].attention_card"),
+])
+def test_study_network_keys_are_checked(tmp_path, text, msg):
+    from nds.study import StudyError, load_study
+
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    with pytest.raises(StudyError) as e:
+        load_study(p)
+    assert str(p) in str(e.value) and msg in str(e.value), str(e.value)
+
+
+def test_multi_network_study_validates_each_network(tmp_path):
+    """A list of networks: each gets its overrides; a bad override names the network."""
+    from nds.study import StudyError, load_study, validate_study, _merge
+
+    p = tmp_path / "s.toml"
+    p.write_text('[network]\nname = ["gpt", "vit"]\n[network.overrides.gpt]\n'
+                 'dataset = { name = "pydoc_topics", context = 16 }\n')
+    cfg = load_study(p)
+    assert cfg["network"]["name"] == ["gpt", "vit"]
+    sub = _merge(cfg, {"dataset": {"name": "pydoc_topics", "context": 16}})
+    sub["network"] = {"name": "gpt", "digital_layers": []}
+    assert validate_study(sub)["dataset"]["context"] == 16
+    with pytest.raises(StudyError, match="network.overrides.vit"):
+        validate_study(dict(sub, network={"name": "vit", "digital_layers": []}), "network.overrides.vit")

