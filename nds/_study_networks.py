@@ -24,10 +24,8 @@ import pathlib
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
 
 from .nn._analogize import analog_layers
 from .train import accuracy, bits_per_char, fit
@@ -141,13 +139,3 @@ def energy_split(model: Any, report: Any) -> dict[str, float]:
         k = "mvm" if name in analog else ("attention" if name in attn else "digital")
         out[k] += float(c.energy_total_j)
     return out
-
-
-def summary_sign(network: str) -> float:
-    """+1 when higher is better (accuracy), −1 when lower is (bits per character)."""
-    return -1.0 if network in TEXT_NETWORKS else 1.0
-
-
-def as_float_list(x) -> list[float]:
-    """Per-chip samples as floats."""
-    return [float(v) for v in np.asarray(x)]

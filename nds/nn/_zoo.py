@@ -229,7 +229,7 @@ def gpt(vocab: int, *, context: int = 128, d: int = 96, depth: int = 2, heads: i
         key: PRNGKeyArray) -> GPT:
     """A small character-level GPT: embedding ``vocab``×``d``, learned positions for
     ``context`` tokens, ``depth`` causal pre-norm blocks (``heads`` heads, MLP ``mlp``,
-    GELU), final LayerNorm and a Linear head. Defaults: 2 blocks, d = 96, 175k weights with a
+    GELU), final LayerNorm and a Linear head. Defaults: 2 blocks, d = 96, 206k weights with a
     100-character vocabulary."""
     ke, kp, kb, kh = jax.random.split(key, 4)
     dt = jnp.result_type(float)
@@ -397,7 +397,7 @@ def resnet(in_shape: tuple[int, int, int] = (1, 28, 28), n_classes: int = 10, *,
     """A small ResNet with torchvision's layout for small images: a 3×3 stem (``widths[0]``
     channels, batch norm, ReLU, no max-pool), one stage per width (``blocks`` BasicBlocks
     each, stride 2 from the second stage on), global average pool and ``fc``. Defaults on
-    MNIST: 3 stages (16, 32, 64), 76k weights.
+    MNIST: 3 stages (16, 32, 64), 78k weights.
 
     Returns:
         ``(model, state)`` (``eqx.nn.make_with_state``): train with :func:`fit_batchnorm`,
