@@ -14,7 +14,7 @@ gpt       pydoc_topics         bits per character (:func:`nds.nn.gpt`), lower is
 ``[network] config`` passes keyword arguments to the zoo builder (e.g. ``d``, ``depth``,
 ``heads``, ``widths``); ``[network] checkpoint`` names a PyTorch ``state_dict`` (``.pt``) or
 ``.safetensors`` file that replaces digital training (:func:`nds.nn.load_state_dict`);
-``[network] digital_bits`` states the bit width of the digital parts (0: fp32).
+``[network] digital_bits`` states the bit width of the digital parts (``"fp32"``, the default, or 2–24).
 """
 
 from __future__ import annotations

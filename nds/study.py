@@ -98,7 +98,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "dataset": {"name": str, "n_train": int, "n_test": int, "context": int},
     # name: one network or a list (one study each, with per-network overrides of any table)
     "network": {"name": (str, list), "digital_layers": list, "config": dict, "checkpoint": str,
-                "digital_bits": int, "overrides": dict},
+                "digital_bits": (int, str), "overrides": dict},
     "report": {"networks": list, "batch_size": int},
     "sweep": {"card": str, "array_sizes": list, "r_wire": list, "chips": int, "fidelity": str},
     "sensitivity": {"params": list, "chips": int, "n_examples": int, "t": (int, float)},
@@ -223,8 +223,9 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
     net = n["name"]
     if n.get("checkpoint") and net not in _nets.ZOO:
         raise StudyError(f"{where}: network.checkpoint needs a zoo network {list(_nets.ZOO)}, got {net!r}")
-    if n.get("digital_bits", 0) != 0 and n.get("digital_bits", 0) < 2:
-        raise _bad(where, "network.digital_bits", n["digital_bits"], "0 (fp32) or an integer >= 2")
+    db = n.get("digital_bits", "fp32")
+    if not (db == "fp32" or (isinstance(db, int) and 2 <= db <= 24)):
+        raise _bad(where, "network.digital_bits", db, "\"fp32\" (default) or an integer from 2 to 24")
     try:
         n_layers = _n_layers(n["name"], SHAPES[d["name"]], n.get("config", {}))
     except ValueError as e:
@@ -487,7 +488,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
         except ValueError as e:
             raise StudyError(str(e)) from None
     metric, mname, idt = _nets.metric_fn(n["name"]), _nets.metric_name(n["name"]), _nets.input_dtype(n["name"])
-    dbits = n.get("digital_bits", 0) or None
+    dbits = None if n.get("digital_bits", "fp32") == "fp32" else n["digital_bits"]
     like = _nets.digital_like(n["name"], net, state0)
     net_ckpt = n.get("checkpoint", "")
 
