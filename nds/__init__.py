@@ -27,6 +27,7 @@ from . import console as console
 from . import cells as cells
 from . import converters as converters
 from . import dataflow as dataflow
+from . import insitu as insitu
 from . import datasets as datasets
 from . import mapping as mapping
 from . import memory as memory

@@ -9,9 +9,15 @@ from ._capacitor import K_BOLTZMANN as K_BOLTZMANN
 from ._faults import FaultModel as FaultModel
 from ._write_verify import WriteVerify as WriteVerify
 from ._write_verify import WriteVerifyResult as WriteVerifyResult
+from ._update import AbstractUpdateModel as AbstractUpdateModel
+from ._update import ExpStep as ExpStep
+from ._update import LinearStep as LinearStep
+from ._update import PulseDevices as PulseDevices
+from ._update import SoftBounds as SoftBounds
 from ._gain_cell import GainCell as GainCell
 
 __all__ = [
     "PCM", "RRAM", "AbstractResistiveCell", "SRAMCell", "UnitCapacitor", "K_BOLTZMANN",
     "FaultModel", "WriteVerify", "WriteVerifyResult", "GainCell",
+    "AbstractUpdateModel", "ExpStep", "LinearStep", "PulseDevices", "SoftBounds",
 ]

@@ -118,6 +118,16 @@ class AbstractResistiveCell(AbstractCardModule):
         g_prog = jnp.maximum(g_target + noise, 0.0)
         return g_prog, self.sample_nu(g_target, key=k2)
 
+    # ------------------------------------------------------------------ pulsed update (in-situ training)
+    def update(self, g: Float[Array, "..."], pulses: Float[Array, "..."], *, model, devices,
+               key: PRNGKeyArray | None) -> Float[Array, "..."]:
+        """Conductances (S) after ``pulses`` identical programming pulses per device
+        (``> 0`` potentiation, ``< 0`` depression; same shape as ``g``), with the pulse
+        response ``model`` (:class:`nds.cells.AbstractUpdateModel`) and this chip's
+        ``devices`` (``model.sample(self.g_min, self.g_max, shape, key=...)``); ``key``
+        draws the cycle-to-cycle noise (``None``: the mean). See :mod:`nds.cells._update`."""
+        return model.pulse(g, pulses, devices, key=key)
+
     # ------------------------------------------------------------------ time after programming
     def at_time(self, g_prog: Float[Array, "..."], nu: Float[Array, "..."], t: Float[Array, ""],
                 *, key: PRNGKeyArray | None) -> Float[Array, "..."]:
