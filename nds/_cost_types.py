@@ -46,6 +46,10 @@ class Cost:
         sources: card sources the figures come from.
         mac_units: multiply-accumulate units the hardware has (weights held by crossbar
             cells, MAC units of a digital array), for area per MAC unit.
+        update_energy_j: energy of the in-situ weight updates per training example, J
+            (pulses, half-selected cells, line charging, random bits; :mod:`nds.insitu`);
+            0 for hardware that is only programmed. Not part of the per-inference energy.
+        update_latency_s: time of the in-situ weight updates per training example, s.
     """
 
     counts: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -60,6 +64,8 @@ class Cost:
     measured: bool = False
     sources: tuple[str, ...] = ()
     mac_units: float = 0.0
+    update_energy_j: float = 0.0
+    update_latency_s: float = 0.0
 
     def __post_init__(self) -> None:
         bad = set(self.energy_j) - set(ENERGY_CATEGORIES)
@@ -93,6 +99,8 @@ class Cost:
             measured=self.measured and other.measured,
             sources=tuple(dict.fromkeys(self.sources + other.sources)),
             mac_units=self.mac_units + other.mac_units,
+            update_energy_j=self.update_energy_j + other.update_energy_j,
+            update_latency_s=self.update_latency_s + other.update_latency_s,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -72,6 +72,11 @@ def results_table(results: dict) -> tuple[str, list[Column], list[list[Any]], st
                      a.get("test_se"), a["p95"] if m == "bits_per_char" else a["p5"], a["p50"],
                      a["p5"] if m == "bits_per_char" else a["p95"], r["energy_j"], r["latency_s"],
                      r["offchip_bytes"], r["area_m2"] * 1e6])
+        if "update_energy_j" in r:  # in-situ training: pulse energy per training example
+            rows[-1].append(r["update_energy_j"])
+    if any("update_energy_j" in r for r in results["rows"]):
+        cols.append(Column("update E/example", "energy"))
+        rows = [row + [None] * (len(cols) - len(row)) for row in rows]
     if any(r.get("metric") == "bits_per_char" for r in results["rows"]):
         # bits per character: lower is better, the 95th percentile is the bad tail
         cols[4:10] = [Column("b/c mean", "num"), Column("std", "num"), Column("test SE", "num"),
@@ -105,6 +110,11 @@ def report_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str
         cols.append(Column("bits/char", "num"))
     else:
         rows = [row[:-1] for row in rows]
+    reps = results.get("report", [])
+    if any(r.get("update_energy_per_example_j") for r in reps):  # in-situ training
+        cols += [Column("update E/example", "energy"), Column("update t/example", "seconds")]
+        rows = [row + [r.get("update_energy_per_example_j"), r.get("update_latency_per_example_s")]
+                for row, r in zip(rows, reps)]
     note = ("Per inference; energies simulated from the cards' per-action figures, not measured; fp: "
             "unquantized. Energy by category (compute, conversion, array, memories, static): --format markdown.")
     return "hardware report", cols, rows, note

@@ -79,6 +79,17 @@ class CostReport:
         m = max((c.latency_s for _, _, c in self.layers), default=0.0)
         return 1.0 / m if m > 0 else float("inf")
 
+    @property
+    def update_energy_j(self) -> float:
+        """In-situ update energy per training example, J (0 for programmed-only hardware)."""
+        return self.total.update_energy_j
+
+    def with_update(self, energy_j: float, latency_s: float) -> "CostReport":
+        """This report with the in-situ update energy (J) and time (s) per training example
+        set on its total (measured by :mod:`nds.insitu`; the per-layer rows are unchanged)."""
+        return dataclasses.replace(self, total=dataclasses.replace(self.total, update_energy_j=float(energy_j),
+                                                                   update_latency_s=float(latency_s)))
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per layer plus a ``"total"`` row (JSON-ready), with every energy category."""
         out = []

@@ -19,6 +19,15 @@ into a tile. The kinds and their keys (defaults in parentheses):
   ``card`` ("sc_lee_wong2016"), ``adc`` ("sar_adc_lee_wong2016"), ``rows`` (64), ``a_bits`` (6).
 * ``sensor``: in-sensor analog first layer (:class:`nds.tiles.SensorTile`); ``card``
   ("sensor_redeye2016"), ``snr_db`` (30), ``w_bits`` (4), ``out_bits`` (6).
+* ``insitu``: a crossbar that also trains in place (:mod:`nds.insitu._study`): ``card`` (a
+  PCM or RRAM read cell) and ``update`` (a pulse-response card), converters and noise as
+  ``crossbar`` plus backward ones (``bdac_bits``, ``badc_bits``, ``badc_range``,
+  ``back_noise``), ``pair``, ``w_max``, ``half_select``, the rule (``rule``: "stochastic",
+  "manhattan", "analog"; ``bl``, ``lr``), ``epochs``, ``batch_size``, ``insitu_chips``,
+  ``refresh_every`` and device variants (``states_scale``, ``symmetric``, ``linear``,
+  ``c2c_scale``); defaults in ``nds.insitu._study.INSITU_KEYS``. Its
+  standard and noise-aware rows use the same device programmed (the equal-device
+  comparison); the study adds a row with ``training = "in-situ"``.
 * ``mixed``: one tile per layer: ``layers`` lists, for each Linear/Conv2d layer in order, the
   name of another entry (or "digital").
 
@@ -307,3 +316,26 @@ register_kind("switched_cap", {"card": (str, "sc_lee_wong2016"), "adc": (str, "s
                                "rows": (int, 64, _COUNT), "a_bits": (_BITS_T, 6, BITS)}, _switched_cap)
 register_kind("sensor", {"card": (str, "sensor_redeye2016"), "snr_db": (_NUM, 30.0, Range()),
                          "w_bits": (_BITS_T, 4, BITS), "out_bits": (_BITS_T, 6, BITS)}, _sensor)
+
+
+#: keys of an ``insitu`` entry: (type, default, allowed) (module docstring; nds.insitu._study)
+INSITU_KEYS: dict[str, tuple] = {
+    "card": (str, ...), "update": (str, ...), "rows": (int, 256, _COUNT), "cols": (int, 256, _COUNT),
+    "dac_bits": (_BITS_T, 8, BITS), "adc_bits": (_BITS_T, 8, BITS), "adc_range": (_NUM, 12.0, _POS),
+    "bdac_bits": (_BITS_T, 8, BITS), "badc_bits": (_BITS_T, 8, BITS), "badc_range": (_NUM, 12.0, _POS),
+    "out_noise": (_NUM, 0.02, _NONNEG), "back_noise": (_NUM, 0.02, _NONNEG),
+    "pair": (str, "both", ("both", "single", "potentiate")), "w_max": (_NUM, 1.0, _POS),
+    "half_select": (bool, False), "rule": (str, "stochastic", ("stochastic", "manhattan", "analog")),
+    "bl": (int, 10, _COUNT), "lr": (_NUM, 0.03, _POS), "epochs": (int, 4, _COUNT), "batch_size": (int, 16, _COUNT),
+    "insitu_chips": (int, 2, _COUNT), "refresh_every": (int, 0, _NONNEG), "states_scale": (_NUM, 1.0, _POS),
+    "symmetric": (bool, False), "linear": (bool, False), "c2c_scale": (_NUM, 1.0, _NONNEG),
+}
+
+
+def _insitu(h: dict) -> AbstractTile:
+    from .insitu._study import equal_device_tile
+
+    return equal_device_tile(h)
+
+
+register_kind("insitu", INSITU_KEYS, _insitu)

@@ -74,7 +74,7 @@ DEFAULT_STUDY: dict[str, Any] = {
     "study": {"name": "default", "seed": 0, "chips": 32, "chip_batch": 8,
               "times": [1.0, 3600.0, 86400.0, 31536000.0]},
     "dataset": {"name": "mnist", "n_train": 4000, "n_test": 1000},
-    "network": {"name": "lenet5", "digital_layers": []},
+    "network": {"name": "lenet5", "digital_layers": [], "hidden": [256, 128]},
     "training": {"steps": 3000, "batch_size": 64, "lr": 2e-3,
                  "noise_aware_steps": 400, "noise_aware_lr": 1e-4, "noise_aware_t": 31536000.0,
                  "clip_sigma": 2.5},
@@ -98,7 +98,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "dataset": {"name": str, "n_train": int, "n_test": int, "context": int},
     # name: one network or a list (one study each, with per-network overrides of any table)
     "network": {"name": (str, list), "digital_layers": list, "config": dict, "checkpoint": str,
-                "digital_bits": (int, str), "overrides": dict},
+                "digital_bits": (int, str), "overrides": dict, "hidden": list},
     "report": {"networks": list, "batch_size": int},
     "sweep": {"card": str, "array_sizes": list, "r_wire": list, "chips": int, "fidelity": str},
     "sensitivity": {"params": list, "chips": int, "n_examples": int, "t": (int, float)},
@@ -133,14 +133,17 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _build_network(name: str, input_shape: tuple[int, ...], n_classes: int, key: Any) -> Any:
-    """The study's network ``name`` for inputs of ``input_shape``."""
+def _build_network(name: str, input_shape: tuple[int, ...], n_classes: int, key: Any,
+                   hidden: Any = (256, 128)) -> Any:
+    """The study's network ``name`` for inputs of ``input_shape`` (``hidden``: the MLP's
+    hidden-layer widths)."""
     if name == "lenet5":
         return lenet5(input_shape, n_classes, key=key)
-    return mlp((int(np.prod(input_shape)), 256, 128, n_classes), key=key)
+    return mlp((int(np.prod(input_shape)), *hidden, n_classes), key=key)
 
 
-def _n_layers(name: str, input_shape: tuple[int, ...], config: dict | None = None) -> int:
+def _n_layers(name: str, input_shape: tuple[int, ...], config: dict | None = None,
+              hidden: Any = (256, 128)) -> int:
     """Number of convertible (Linear/Conv2d) layers of network ``name`` (built abstractly).
 
     Raises:
@@ -152,7 +155,7 @@ def _n_layers(name: str, input_shape: tuple[int, ...], config: dict | None = Non
         ds = types.SimpleNamespace(input_shape=tuple(input_shape), vocab="?" * 128)
         net = eqx.filter_eval_shape(lambda: _nets.build_network(name, ds, config or {}, jax.random.key(0))[0])
     else:
-        net = eqx.filter_eval_shape(lambda: _build_network(name, input_shape, 10, jax.random.key(0)))
+        net = eqx.filter_eval_shape(lambda: _build_network(name, input_shape, 10, jax.random.key(0), hidden))
     is_conv = lambda x: isinstance(x, (eqx.nn.Linear, eqx.nn.Conv2d))
     return sum(1 for x in jax.tree_util.tree_leaves(net, is_leaf=is_conv) if is_conv(x))
 
@@ -226,8 +229,10 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
     db = n.get("digital_bits", "fp32")
     if not (db == "fp32" or (isinstance(db, int) and 2 <= db <= 24)):
         raise _bad(where, "network.digital_bits", db, "\"fp32\" (default) or an integer from 2 to 24")
+    if not n["hidden"] or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in n["hidden"]):
+        raise _bad(where, "network.hidden", n["hidden"], "a non-empty list of hidden-layer widths, integers >= 1")
     try:
-        n_layers = _n_layers(n["name"], SHAPES[d["name"]], n.get("config", {}))
+        n_layers = _n_layers(n["name"], SHAPES[d["name"]], n.get("config", {}), n["hidden"])
     except ValueError as e:
         raise StudyError(f"{where}: {e}") from None
     for i in n["digital_layers"]:
@@ -291,7 +296,7 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
             e = entry_defaults(h, where, i)
         except HardwareError as err:
             raise StudyError(str(err)) from None
-        for key in ("card", "memory", "retention", "adc", "attention_card"):
+        for key in ("card", "memory", "retention", "adc", "attention_card", "update"):
             if isinstance(e.get(key), str) and e[key]:
                 try:
                     card_kind(e[key])
@@ -314,6 +319,9 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
         if e.get("standalone", True) and tile_drifts(tile) and not times:
             raise StudyError(f"{where}: study.times = [] but hardware[{i}] ({e['name']!r}) drifts after programming; "
                              "give at least one time in seconds (e.g. times = [1.0])")
+    if any(e["kind"] == "insitu" for e in out) and (n["name"] != "mlp" or n["digital_layers"]):
+        raise StudyError(f"{where}: hardware of kind 'insitu' trains the MLP on the array: set network.name = 'mlp' "
+                         f"and no network.digital_layers (got {n['name']!r}, {n['digital_layers']})")
     cfg["hardware"] = out
     return cfg
 
@@ -481,7 +489,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     zoo = n["name"] in _nets.ZOO
     state0 = None
     if not zoo:
-        net = _build_network(n["name"], ds.input_shape, n_classes, k_init)
+        net = _build_network(n["name"], ds.input_shape, n_classes, k_init, n["hidden"])
     else:
         try:
             net, state0 = _nets.build_network(n["name"], ds, n.get("config", {}), k_init)
@@ -592,6 +600,18 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
             return parts.json(f"rows_{h['name']}_{training}", dep, make, log=log)
 
         rows += mc_rows(amodel, "standard", dep_train)
+        if h["kind"] == "insitu":  # the same MLP trained on the array (nds.insitu._study)
+            from .insitu._study import insitu_rows
+
+            flat = lambda a: a.reshape(a.shape[0], -1)
+            sizes = (int(np.prod(ds.input_shape)), *n["hidden"], n_classes)
+            r = insitu_rows(h, sizes, (flat(xtr), ytr, flat(xte), yte), key=jax.random.fold_in(k_na, 7 + len(rows)),
+                            parts=parts, dep={"hw": h, "ds": d, "sizes": sizes, "seed": s["seed"]}, log=log,
+                            bar=_bar(ui),
+                            energy_j=c.energy_j, latency_s=c.latency_s)
+            rows.append(r)
+            c = reports[h["name"]] = c.with_update(r["update_energy_per_example_j"], r["update_time_per_example_s"])
+            cost_tables[h["name"]] = c.rows()
         if not h.get("noise_aware", random):
             continue
         # noise-aware fine-tuning on this hardware -------------------------------------
@@ -686,6 +706,18 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     with atomic_path(out / "accuracy_vs_time.png") as tmp:
         plot_accuracy_vs_time(results, tmp)
     return results
+
+
+def _bar(ui: Reporter) -> Callable[[str, int], tuple[Callable[..., None], Callable[[], None]]]:
+    """``bar(desc, total) -> (update, done)``: a part of ``ui`` opened by ``bar`` and closed by
+    ``done()`` (for code that reports progress through a pair of callbacks)."""
+
+    def bar(desc: str, total: int):
+        cm = ui.part(desc, total)
+        upd = cm.__enter__()
+        return upd, (lambda: cm.__exit__(None, None, None))
+
+    return bar
 
 
 def _fit_resumable(ckpt: pathlib.Path | None, log: Callable[[str], None], warn: Callable[[str], None], *args: Any,
@@ -837,6 +869,7 @@ def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float 
         "batch_size": rep.batch_size, "area_m2": t.area_m2,
         "area_per_mac_unit_m2": t.area_m2 / t.mac_units if t.mac_units else None, "macs": t.macs,
         "bits_weight": t.bits_weight, "bits_activation": t.bits_activation,
+        "update_energy_per_example_j": t.update_energy_j, "update_latency_per_example_s": t.update_latency_s,
         "layers": {name: c.hardware for name, _, c in rep.layers},
         "measured": t.measured, "energy_source": "simulated from cards" if not t.measured else "measured",
     }

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import nds
+import nds.study
 from nds._keys import streams
 from nds.cells import ExpStep, LinearStep, SoftBounds
 from nds.cells._update import NEUROSIM_NL_SLOPE, neurosim_a, neurosim_deviation
@@ -337,3 +338,74 @@ def test_pcm_card_follows_the_aihwkit_preset_curve_within_its_calibration_error(
     assert len(ref) - 1 == 72
     assert np.max(np.abs(got - ref)) < 0.146
     assert np.max(np.abs(got - ref)[20:]) < 0.065
+
+
+# ---------------------------------------------------------------------------- study kind
+INSITU_STUDY = """
+[study]
+chips = 2
+chip_batch = 2
+times = [1.0]
+
+[dataset]
+name = "digits"
+n_train = 160
+n_test = 80
+
+[network]
+name = "mlp"
+hidden = [8]
+
+[training]
+steps = 30
+batch_size = 32
+
+[[hardware]]
+name = "agsi"
+kind = "insitu"
+card = "rram_agsi_jo2010"
+update = "update_agsi_jo2010"
+rows = 32
+cols = 32
+noise_aware = false
+epochs = 1
+insitu_chips = 1
+batch_size = 8
+
+[report]
+networks = []
+"""
+
+
+def test_insitu_study_kind_builds_the_equal_device_and_variants(tmp_path):
+    """A study entry of kind "insitu": its standard rows run on the equal-device crossbar
+    (same cell, quantized to the card's 97 potentiation states); the device variants set the
+    closed-form parameters they promise (symmetric: depression = potentiation branch;
+    linear: β = 0; states_scale: n scaled, additive C2C divided by it; c2c_scale 0: no C2C).
+    A LeNet-5 network with an insitu entry is refused, naming the keys. (The end-to-end study
+    is examples/study_insitu.toml: minutes, not a unit test.)"""
+    from nds.insitu._study import build_insitu_tile
+
+    p = tmp_path / "s.toml"
+    p.write_text(INSITU_STUDY)
+    cfg = nds.study.load_study(p)
+    h = cfg["hardware"][0]
+    tile = nds.study.make_tile(h)
+    assert isinstance(tile, nds.tiles.CrossbarTile) and tile.cell.levels == 97
+    assert float(tile.cell.g_max) == pytest.approx(38.462e-9)
+    base = build_insitu_tile(h).device
+    sym = build_insitu_tile(dict(h, symmetric=True)).device
+    lin = build_insitu_tile(dict(h, symmetric=True, linear=True)).device
+    fine = build_insitu_tile(dict(h, states_scale=4.0)).device
+    quiet = build_insitu_tile(dict(h, c2c_scale=0.0)).device
+    (du, dd), (bu, bd) = (np.asarray(v) for v in sym.params()[0]), (np.asarray(v) for v in sym.params()[1])
+    assert du == pytest.approx(dd) and bu == pytest.approx(bd) and float(sym.asym_d2d) == 0.0
+    assert np.asarray(lin.betas()).tolist() == [0.0, 0.0]
+    assert float(lin.deltas()[0]) == pytest.approx(1 / 97)
+    assert float(fine.n_up) == pytest.approx(4 * 97) and float(fine.range_c2c) == pytest.approx(0.035 / 4)
+    assert float(fine.betas()[0]) == pytest.approx(float(base.betas()[0]), rel=1e-9)  # same shape of curve
+    assert float(quiet.range_c2c) == 0.0 and float(quiet.step_c2c) == 0.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(INSITU_STUDY.replace('name = "mlp"', 'name = "lenet5"'))
+    with pytest.raises(nds.study.StudyError, match="network.name = 'mlp'"):
+        nds.study.load_study(bad)

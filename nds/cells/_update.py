@@ -128,43 +128,50 @@ class PulseDevices(eqx.Module):
     b_down: Float[Array, "..."]
 
 
-def _n_pulses_mean(x, n, d, b):
-    """Mean normalized state after ``n >= 0`` pulses of ``(δ, β)`` from ``x`` (no clipping)."""
+def _n_pulses(x, n, d, b, sig_m, sig_a, want_var: bool):
+    """Mean (and variance, if ``want_var``) of the normalized state after ``n >= 0`` pulses of
+    ``(δ, β)`` from ``x``, before clipping (module docstring). Shares the powers
+    ``q^n = exp(n ln q)`` and ``(1 + r)^n`` between mean and variance; handles ``β → 0``
+    (linear), ``q → 0`` (a pulse reaches the bound) and ``s → 1`` by their limits."""
     db = d * b
     small = jnp.abs(b) < 1e-9
     b_s = jnp.where(small, 1.0, b)
-    lq = jnp.log1p(-jnp.where(small | (db >= 1.0), 0.5, db))  # log q (safe where unused)
-    frac = -jnp.expm1(n * lq) / b_s  # (1 − q^n)/β
-    frac = jnp.where(db >= 1.0, jnp.where(n > 0, 1.0 / b_s, 0.0), frac)  # q = 0: one pulse reaches 1/β
+    q_pos = db < 1.0 - 1e-6
+    lq = jnp.log1p(-jnp.where(q_pos, db, 0.5))  # ln q (safe where unused)
+    frac = jnp.where(q_pos, -jnp.expm1(n * lq) / b_s, jnp.where(n > 0, 1.0 / b_s, 0.0))  # (1 − q^n)/β
     frac = jnp.where(small, n * d, frac)
-    return x + (1.0 - b * x) * frac
+    mean = x + (1.0 - b * x) * frac
+    if not want_var:
+        return mean, None
+    # multiplicative: (1 − βx)² (s^n − q^{2n})/β², s = q²(1 + r), r = (δσβ/q)²
+    #   = (1 − βx)² q^{2n} expm1(n ln(1 + r))/β²  (q > 0); s^n/β² when q = 0
+    q = 1.0 - db
+    q_s = jnp.where(q_pos, q, 1.0)
+    l1r = jnp.log1p((d * sig_m * b / q_s) ** 2)
+    q2n = jnp.exp(2.0 * n * lq)
+    mult = jnp.where(q_pos, q2n * jnp.expm1(n * l1r) / b_s**2,
+                     jnp.where(n > 0, (d * sig_m) ** (2.0 * n) * jnp.abs(b_s) ** (2.0 * n - 2.0), 0.0))
+    mult = jnp.where(small, n * (d * sig_m) ** 2, mult)
+    # additive: σ_a² (1 − s^n)/(1 − s), ln s = 2 ln q + ln(1 + r); s → 1 gives n σ_a²
+    ls = 2.0 * lq + l1r
+    one_minus_s = -jnp.expm1(ls)
+    near1 = jnp.abs(ls) < 1e-12
+    geo = jnp.where(near1, n, -jnp.expm1(n * ls) / jnp.where(near1, 1.0, one_minus_s))
+    # q ≈ 0 (each pulse lands on the bound 1/β): the last pulse's additive noise stays (the
+    # earlier ones are multiplied by s ≈ (δσβ)², dropped)
+    geo = jnp.where(q_pos | small, geo, jnp.where(n > 0, 1.0, 0.0))
+    var = (1.0 - b * x) ** 2 * mult + sig_a**2 * geo
+    return mean, var
+
+
+def _n_pulses_mean(x, n, d, b):
+    """Mean normalized state after ``n >= 0`` pulses of ``(δ, β)`` from ``x`` (no clipping)."""
+    return _n_pulses(x, n, d, b, 0.0, 0.0, False)[0]
 
 
 def _n_pulses_var(x, n, d, b, sig_m, sig_a):
     """Variance of the normalized state after ``n >= 0`` noisy pulses (module docstring)."""
-    db = d * b
-    q = 1.0 - db
-    small = jnp.abs(b) < 1e-9
-    b_s = jnp.where(small, 1.0, b)
-    # multiplicative part: (1 − βx)² (s^n − q^{2n})/β², s = q² + (δσβ)²
-    # = (1 − βx)² q^{2n} expm1(n log1p(r))/β² with r = (δσβ/q)², stable for small β
-    q_pos = q > 1e-6
-    q_s = jnp.where(q_pos, q, 1.0)
-    r = (d * sig_m * b_s / q_s) ** 2
-    mult_q = q_s ** (2 * n) * jnp.expm1(n * jnp.log1p(r)) / b_s**2
-    s = q**2 + (d * sig_m * b) ** 2
-    mult_0 = (s**n - jnp.where(q_pos, q_s, 0.0) ** (2 * n)) / b_s**2  # q ≈ 0 (a pulse reaches the bound)
-    mult = jnp.where(q_pos, mult_q, mult_0)
-    mult = jnp.where(small, n * (d * sig_m) ** 2, mult)
-    var_m = (1.0 - b * x) ** 2 * mult
-    # additive part: σ_a² (1 − s^n)/(1 − s); s → 1 gives nσ_a²
-    one_minus_s = 1.0 - s
-    near1 = jnp.abs(one_minus_s) < 1e-12
-    oms = jnp.where(near1, 1.0, one_minus_s)
-    s_pos = jnp.where(s > 0, s, 1.0)
-    geo = jnp.where(s > 0, -jnp.expm1(n * jnp.log(s_pos)), jnp.where(n > 0, 1.0, 0.0)) / oms
-    geo = jnp.where(near1, n, geo)
-    return var_m + sig_a**2 * geo
+    return _n_pulses(x, n, d, b, sig_m, sig_a, True)[1]
 
 
 class AbstractUpdateModel(AbstractCardModule):
@@ -206,23 +213,34 @@ class AbstractUpdateModel(AbstractCardModule):
         """``(δ_up, δ_down)``: step of one pulse at the far bound, fraction of the range."""
         return 1.0 / jnp.asarray(self.n_up, float), 1.0 / jnp.asarray(self.n_down, float)
 
+    def params(self):
+        """``((δ_up, δ_down), (β_up, β_down))`` (one evaluation of each)."""
+        return self.deltas(), self.betas()
+
+    def mid_steps(self, params=None) -> tuple[Float[Array, ""], Float[Array, ""]]:
+        """Mean step of one potentiation and of one depression pulse at mid-range
+        (``x = 1/2``), fractions of the range: ``δ (1 − β/2)``. ``params``: :meth:`params`
+        if already evaluated."""
+        (du, dd), (bu, bd) = self.params() if params is None else params
+        return du * (1 - 0.5 * bu), dd * (1 - 0.5 * bd)
+
     @property
     def step_mid(self) -> Float[Array, ""]:
-        """Mean step of one pulse at mid-range (``x = 1/2``), averaged over up and down, as a
-        fraction of the range: the smallest weight change one update makes (aihwkit's
-        ``dw_min``); ``1/step_mid`` is the number of states an update resolves."""
-        (du, dd), (bu, bd) = self.deltas(), self.betas()
-        return 0.5 * (du * (1 - 0.5 * bu) + dd * (1 - 0.5 * bd))
+        """Mean step of one pulse at mid-range, averaged over up and down, as a fraction of
+        the range: the smallest weight change one update makes (aihwkit's ``dw_min``);
+        ``1/step_mid`` is the number of states an update resolves."""
+        up, down = self.mid_steps()
+        return 0.5 * (up + down)
 
     @property
     def step_up_mid(self) -> Float[Array, ""]:
         """Mean step of one potentiation pulse at mid-range, fraction of the range."""
-        return self.deltas()[0] * (1 - 0.5 * self.betas()[0])
+        return self.mid_steps()[0]
 
     @property
     def step_down_mid(self) -> Float[Array, ""]:
         """Mean step of one depression pulse at mid-range, fraction of the range."""
-        return self.deltas()[1] * (1 - 0.5 * self.betas()[1])
+        return self.mid_steps()[1]
 
     def pulses_from_bound(self, x_target: Float[Array, "..."], dev: PulseDevices, *, up: bool = True
                           ) -> Float[Array, "..."]:
@@ -247,20 +265,21 @@ class AbstractUpdateModel(AbstractCardModule):
         return dataclasses.replace(self, step_d2d=0.0, asym_d2d=0.0, bounds_d2d=0.0, step_c2c=0.0, range_c2c=0.0)
 
     # ------------------------------------------------------------------ program time
-    def nominal(self, g_min, g_max, shape: tuple[int, ...]) -> PulseDevices:
+    def nominal(self, g_min, g_max, shape: tuple[int, ...], *, params=None) -> PulseDevices:
         """Devices of ``shape`` with the card's mean parameters and bounds ``g_min``, ``g_max``
-        (S): no D2D variation."""
-        (du, dd), (bu, bd) = self.deltas(), self.betas()
+        (S): no D2D variation. ``params``: :meth:`params` if already evaluated."""
+        (du, dd), (bu, bd) = self.params() if params is None else params
         dt = jnp.result_type(float)
         full = lambda v: jnp.full(shape, v, dt)
         return PulseDevices(g_lo=full(g_min), g_hi=full(g_max), d_up=full(du), b_up=full(bu), d_down=full(dd),
                             b_down=full(bd))
 
-    def sample(self, g_min, g_max, shape: tuple[int, ...], *, key: PRNGKeyArray | None) -> PulseDevices:
+    def sample(self, g_min, g_max, shape: tuple[int, ...], *, key: PRNGKeyArray | None, params=None) -> PulseDevices:
         """Devices of ``shape`` of one chip: D2D spread of step size, up/down imbalance and
         bounds around the card's values (module docstring); ``g_min``/``g_max`` (S) are the
-        nominal bounds (the read cell's). ``key=None`` gives :meth:`nominal`."""
-        dev = self.nominal(g_min, g_max, shape)
+        nominal bounds (the read cell's). ``key=None`` gives :meth:`nominal`. ``params``:
+        :meth:`params` if already evaluated."""
+        dev = self.nominal(g_min, g_max, shape, params=params)
         if key is None:
             return dev
         ks, ka, kl, kh = streams(key, "step_d2d", "asym_d2d", "g_lo_d2d", "g_hi_d2d")
@@ -313,9 +332,9 @@ class AbstractUpdateModel(AbstractCardModule):
         x = jnp.clip((g - dev.g_lo) / rng, 0.0, 1.0)
         xd = jnp.where(up, x, 1.0 - x)
         na = jnp.abs(n)
-        m = _n_pulses_mean(xd, na, d, b)
-        if key is not None and not (_is_zero(self.step_c2c) and _is_zero(self.range_c2c)):
-            v = _n_pulses_var(xd, na, d, b, self.step_c2c, self.range_c2c)
+        noisy = key is not None and not (_is_zero(self.step_c2c) and _is_zero(self.range_c2c))
+        m, v = _n_pulses(xd, na, d, b, self.step_c2c, self.range_c2c, noisy)
+        if noisy:
             pos = v > 0
             m = m + jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0) * jax.random.normal(key, g.shape, g.dtype)
         m = jnp.where(up, m, 1.0 - m)
@@ -467,6 +486,10 @@ class ExpStep(AbstractUpdateModel):
         delta = -jnp.expm1(-1.0 / big_a) / jnp.where(fin, beta, 1.0)
         delta, beta = jnp.where(fin, delta, 1.0 / n), jnp.where(fin, beta, 0.0)
         return (delta[0], delta[1]), (beta[0], beta[1])
+
+    def params(self):
+        """``((δ_up, δ_down), (β_up, β_down))`` from one root solve for both directions."""
+        return self._params()
 
     def deltas(self):
         """``δ = (1 − e^{−1/A})/(1 − e^{−N/A})`` per direction (``1/N`` when linear)."""

@@ -132,11 +132,19 @@ class InSituNetwork(eqx.Module):
         Raises:
             ValueError: ``weights`` of the wrong number or shape.
         """
+        if weights is not None and len(weights) != len(self.layers):
+            raise ValueError(f"InSituNetwork.init: {len(weights)} weight arrays for {len(self.layers)} layers")
+        if weights is not None:
+            for i, (l, w) in enumerate(zip(self.layers, weights)):
+                if jnp.shape(w) != (l.n_out, l.rows):
+                    raise ValueError(f"InSituNetwork.init: layer {i} needs weights of shape {(l.n_out, l.rows)}, "
+                                     f"got {jnp.shape(w)}")
+        return _init(self, key, None if weights is None else tuple(jnp.asarray(w) for w in weights), scale)
+
+    def _init_impl(self, key, weights, scale):
         kw, kc = streams(key, "weights", "chip")
         kws = jax.random.split(kw, len(self.layers))
         kcs = jax.random.split(kc, len(self.layers))
-        if weights is not None and len(weights) != len(self.layers):
-            raise ValueError(f"InSituNetwork.init: {len(weights)} weight arrays for {len(self.layers)} layers")
         states = []
         for i, l in enumerate(self.layers):
             if weights is None:
@@ -144,10 +152,7 @@ class InSituNetwork(eqx.Module):
                 w = jax.random.uniform(kws[i], (l.n_out, l.rows), jnp.result_type(float), -s, s)
                 w = jnp.clip(w, -l.tile.w_max, l.tile.w_max)
             else:
-                w = jnp.asarray(weights[i])
-                if w.shape != (l.n_out, l.rows):
-                    raise ValueError(f"InSituNetwork.init: layer {i} needs weights of shape {(l.n_out, l.rows)}, "
-                                     f"got {w.shape}")
+                w = weights[i]
             states.append(l.tile.init(w, key=kcs[i]))
         return tuple(states)
 
@@ -216,6 +221,11 @@ class InSituNetwork(eqx.Module):
         return tuple(new), cost, loss
 
 
+@eqx.filter_jit
+def _init(net: InSituNetwork, key, weights, scale):
+    return net._init_impl(key, weights, scale)
+
+
 def _loss_and_updates(net, states, x, y, key):
     """Forward, output error and backward of one example: ``(inputs, −deltas, loss)``."""
     kf, kb = streams(key, "forward", "backward")
@@ -226,6 +236,7 @@ def _loss_and_updates(net, states, x, y, key):
     return inputs, [-d for d in deltas], loss
 
 
+@eqx.filter_jit
 def accuracy(net: InSituNetwork, states, x: Float[Array, "N ..."], y: Int[Array, " N"], *,
              key: PRNGKeyArray | None) -> Float[Array, ""]:
     """Fraction of ``x`` the chip classifies as ``y`` (each example its own read key)."""

@@ -71,10 +71,14 @@ class InSituState(eqx.Module):
         g: (2, in, out) conductances (S), axis 0 = (G⁺, G⁻).
         devices: per-device pulse response, fields of shape (2, in, out)
             (:class:`nds.cells.PulseDevices`).
+        dw_min: weight change of one coincident pulse at mid-range
+            (:attr:`InSituTile.dw_min`, evaluated once at :meth:`InSituTile.init`), the
+            granularity the update rules scale their pulse counts by.
     """
 
     g: Float[Array, "2 n_in n_out"]
     devices: PulseDevices
+    dw_min: Float[Array, ""]
 
 
 class UpdateCost(eqx.Module):
@@ -182,13 +186,16 @@ class InSituTile(eqx.Module):
         """Weight change of one coincident pulse at mid-range (weight units): both devices'
         steps in ``"both"`` mode, the mean of up and down in ``"single"``, the up step in
         ``"potentiate"``."""
-        d = self.device
+        return self._dw_min()
+
+    def _dw_min(self, params=None):
+        up, down = self.device.mid_steps(params)
         if self.pair == "both":
-            s = d.step_up_mid + d.step_down_mid
+            s = up + down
         elif self.pair == "single":
-            s = 0.5 * (d.step_up_mid + d.step_down_mid)
+            s = 0.5 * (up + down)
         else:
-            s = d.step_up_mid
+            s = up
         return self.w_max * s
 
     def weights(self, state: InSituState) -> Float[Array, "out in"]:
@@ -216,7 +223,8 @@ class InSituTile(eqx.Module):
         out, n_in = w.shape
         c = self.cell
         kd, kp = streams(key, "devices", "program") if key is not None else (None, None)
-        dev = self.device.sample(c.g_min, c.g_max, (2, n_in, out), key=kd)
+        params = self.device.params()  # one evaluation (a root solve for NeuroSim cards)
+        dev = self.device.sample(c.g_min, c.g_max, (2, n_in, out), key=kd, params=params)
         wn = (w / self.w_max).T  # (in, out), a full-range difference = 1
         r = self.g_range
         if self.pair == "both":
@@ -229,7 +237,7 @@ class InSituTile(eqx.Module):
             tgt = jnp.stack([c.g_min + jnp.maximum(wn, 0.0) * r, c.g_min + jnp.maximum(-wn, 0.0) * r])
         g, _ = c.program(tgt, key=kp)
         g = jnp.clip(g, dev.g_lo, dev.g_hi)
-        return InSituState(g=g, devices=dev)
+        return InSituState(g=g, devices=dev, dw_min=jnp.asarray(self._dw_min(params), g.dtype))
 
     # ------------------------------------------------------------------ reads
     def _read(self, g_pos, g_neg, v, noise, adc, block: int, key):
@@ -323,7 +331,7 @@ class InSituTile(eqx.Module):
         g0n = c.update(g0, n0, model=m, devices=dpos, key=kp)
         g1n = c.update(g1, n1, model=m, devices=dneg, key=kn)
         cost = self._cost(state, [(g0, g0n, n0), (g1, g1n, n1)], counts, state.g.dtype)
-        return InSituState(g=jnp.stack([g0n, g1n]), devices=dev), cost
+        return InSituState(g=jnp.stack([g0n, g1n]), devices=dev, dw_min=state.dw_min), cost
 
     def apply_updown(self, state: InSituState, n_up: Float[Array, "n_in n_out"], n_down: Float[Array, "n_in n_out"],
                      counts: RuleCounts, *, key: PRNGKeyArray | None) -> tuple[InSituState, UpdateCost]:
@@ -344,7 +352,7 @@ class InSituTile(eqx.Module):
         g1b = c.update(g1a, -v1, model=m, devices=dneg, key=k[3])
         signed = [(g0, g0a, u0), (g0a, g0b, -v0), (g1, g1a, u1), (g1a, g1b, -v1)]
         cost = self._cost(state, signed, counts, state.g.dtype)
-        return InSituState(g=jnp.stack([g0b, g1b]), devices=dev), cost
+        return InSituState(g=jnp.stack([g0b, g1b]), devices=dev, dw_min=state.dw_min), cost
 
     def update(self, state: InSituState, x: Float[Array, " n_in"], d: Float[Array, " n_out"],
                rule: AbstractUpdateRule, *, key: PRNGKeyArray | None) -> tuple[InSituState, UpdateCost]:
@@ -352,7 +360,7 @@ class InSituTile(eqx.Module):
         gradient ``δ xᵀ``): the rule's pulse trains, the pair mode, the device response.
         ``key`` draws the pulse trains and the C2C noise. Returns ``(state, cost)``."""
         kr, kd = streams(key, "rule", "device") if key is not None else (None, None)
-        n, counts = rule.pulses(x, d, self.dw_min, key=kr)
+        n, counts = rule.pulses(x, d, state.dw_min, key=kr)
         return self.apply_pulses(state, n, counts, key=kd)
 
     def update_batch(self, state: InSituState, x: Float[Array, "B n_in"], d: Float[Array, "B n_out"],
@@ -361,7 +369,7 @@ class InSituTile(eqx.Module):
         potentiation pulses, then all depression pulses). Returns ``(state, cost)``; the
         cost's ``updates`` counts the ``B`` examples."""
         kr, kd = streams(key, "rule", "device") if key is not None else (None, None)
-        up, down, counts = rule.pulses_batch(x, d, self.dw_min, key=kr)
+        up, down, counts = rule.pulses_batch(x, d, state.dw_min, key=kr)
         state, cost = self.apply_updown(state, up, down, counts, key=kd)
         return state, eqx.tree_at(lambda c: c.updates, cost, jnp.asarray(float(x.shape[0]), cost.updates.dtype))
 
@@ -392,18 +400,22 @@ class InSituTile(eqx.Module):
                           line_j=jnp.zeros((), dt), rng_j=jnp.zeros((), dt),
                           time_s=(jnp.max(n_set) + jnp.ceil(m.n_down)) * m.t_pulse * jnp.sum(hit),
                           updates=jnp.zeros((), dt))
-        return InSituState(g=g_new, devices=dev), cost
+        return InSituState(g=g_new, devices=dev, dw_min=state.dw_min), cost
 
     # ------------------------------------------------------------------ comparison and cost
-    def as_crossbar(self, converter_costs=None):
+    def as_crossbar(self, converter_costs=None, levels: int | None = None):
         """The inference tile of the same device and periphery (a
         :class:`nds.tiles.CrossbarTile` with this cell, array size, forward converters and
-        output noise): weights trained digitally are programmed onto it for the
-        equal-device comparison, and its cost is the in-situ tile's per-inference cost."""
+        output noise; ``levels`` replaces the cell's programmable levels): weights trained
+        digitally are programmed onto it for the equal-device comparison, and its cost is the
+        in-situ tile's per-inference cost."""
+        import dataclasses
+
         from ..arrays._crossbar import ResistiveCrossbar
         from ..tiles._crossbar import CrossbarTile
 
-        return CrossbarTile(cell=self.cell, array=ResistiveCrossbar(rows=self.rows, cols=self.cols), dac=self.dac,
+        cell = self.cell if levels is None else dataclasses.replace(self.cell, levels=int(levels))
+        return CrossbarTile(cell=cell, array=ResistiveCrossbar(rows=self.rows, cols=self.cols), dac=self.dac,
                             adc=self.adc, out_noise=self.out_noise, converter_costs=converter_costs,
                             drift_compensation=False)
 
