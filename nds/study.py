@@ -605,7 +605,9 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
 
             flat = lambda a: a.reshape(a.shape[0], -1)
             sizes = (int(np.prod(ds.input_shape)), *n["hidden"], n_classes)
-            r = insitu_rows(h, sizes, (flat(xtr), ytr, flat(xte), yte), key=jax.random.fold_in(k_na, 7 + len(rows)),
+            from ._keys import stream
+
+            r = insitu_rows(h, sizes, (flat(xtr), ytr, flat(xte), yte), key=stream(k_na, f"insitu/{h['name']}"),
                             parts=parts, dep={"hw": h, "ds": d, "sizes": sizes, "seed": s["seed"]}, log=log,
                             bar=_bar(ui),
                             energy_j=c.energy_j, latency_s=c.latency_s)

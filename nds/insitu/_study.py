@@ -133,26 +133,31 @@ def insitu_rows(h: dict, sizes: tuple[int, ...], data: tuple, *, key, parts: Any
     rule = _rule(h)
     chips, epochs = h["insitu_chips"], h["epochs"]
 
-    def make():
-        upd, done = bar(f"{h['name']} in-situ training ({chips} chips x {epochs} epochs)", chips * epochs)
-        curves, finals, costs = [], [], []
-        for c in range(chips):
-            kc = jax.random.fold_in(key, c)
-            states = net.init(key=kc)
-            total = UpdateCost.zero()
-            curve = []
-            for ep in range(epochs):
-                states, cost, _ = train_epoch(net, states, xtr, ytr, rule, key=jax.random.fold_in(kc, 1 + ep),
-                                              batch_size=h["batch_size"], refresh_every=h["refresh_every"])
-                total = jax.tree.map(jnp.add, total, cost)
-                curve.append(float(accuracy(net, states, xte, yte, key=jax.random.fold_in(kc, 10_000 + ep))))
-                upd(c * epochs + ep + 1)
-            log(f"{h['name']} in-situ chip {c}: test accuracy per epoch "
-                + " ".join(f"{100 * a:.1f}%" for a in curve) + f", update energy {float(total.energy_j):.3g} J")
-            curves.append(curve)
-            finals.append(curve[-1])
-            costs.append(total.as_dict())
+    def train_chip(c: int) -> dict:
+        """One chip trained from scratch: test accuracy per epoch and the summed update cost."""
+        upd, done = bar(f"{h['name']} in-situ chip {c} ({epochs} epochs)", epochs)
+        kc = jax.random.fold_in(key, c)
+        states = net.init(key=kc)
+        total = UpdateCost.zero()
+        curve = []
+        for ep in range(epochs):
+            states, cost, _ = train_epoch(net, states, xtr, ytr, rule, key=jax.random.fold_in(kc, 1 + ep),
+                                          batch_size=h["batch_size"], refresh_every=h["refresh_every"])
+            total = jax.tree.map(jnp.add, total, cost)
+            curve.append(float(accuracy(net, states, xte, yte, key=jax.random.fold_in(kc, 10_000 + ep))))
+            upd(ep + 1)
         done()
+        log(f"{h['name']} in-situ chip {c}: test accuracy per epoch "
+            + " ".join(f"{100 * a:.1f}%" for a in curve) + f", update energy {float(total.energy_j):.3g} J")
+        return {"curve": curve, "cost": total.as_dict()}
+
+    def make():
+        # every chip is its own part: an interrupted study loses at most the chip in flight
+        per_chip = [parts.json(f"insitu_{h['name']}_chip{c}", {"row": dep, "chip": c}, lambda c=c: train_chip(c),
+                               log=log) for c in range(chips)]
+        curves = [p["curve"] for p in per_chip]
+        finals = [cv[-1] for cv in curves]
+        costs = [p["cost"] for p in per_chip]
         n_ex = float(len(ytr) // h["batch_size"] * h["batch_size"]) * epochs
         mean_cost = {k: float(np.mean([c[k] for c in costs])) for k in costs[0]}
         return {
