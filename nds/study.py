@@ -601,12 +601,11 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
 
         rows += mc_rows(amodel, "standard", dep_train)
         if h["kind"] == "insitu":  # the same MLP trained on the array (nds.insitu._study)
+            from ._keys import stream
             from .insitu._study import insitu_rows
 
             flat = lambda a: a.reshape(a.shape[0], -1)
             sizes = (int(np.prod(ds.input_shape)), *n["hidden"], n_classes)
-            from ._keys import stream
-
             r = insitu_rows(h, sizes, (flat(xtr), ytr, flat(xte), yte), key=stream(k_na, f"insitu/{h['name']}"),
                             parts=parts, dep={"hw": h, "ds": d, "sizes": sizes, "seed": s["seed"]}, log=log,
                             bar=_bar(ui),
