@@ -16,7 +16,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["round_ste", "clip_ste", "floor_ste", "sign_ste", "replace_ste", "quantize_lsq"]
+__all__ = ["round_ste", "clip_ste", "floor_ste", "sign_ste", "replace_ste", "quantize_lsq", "absmax"]
 
 
 @jax.custom_jvp
@@ -99,3 +99,32 @@ def _quantize_lsq_jvp(lo, hi, primals, tangents):
     inside = (u >= lo) & (u <= hi)
     d_step = jnp.where(inside, code - u, code)
     return code * step, dx + d_step * dstep
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def absmax(x: jax.Array, axis: int | None = None) -> jax.Array:
+    """``max |x|`` (over all of ``x``, or along ``axis``) whose derivative is that of the one
+    element that attains it (the first, ``argmax``): ``sign(x_i*) dx_i*``.
+
+    ``jnp.max``'s own derivative divides among the elements equal to the maximum, found by
+    comparing ``|x|`` with the result; when XLA fuses and recomputes ``|x|`` in the backward
+    pass (CPU, under ``jit``), the recomputed values can differ from the stored maximum in the
+    last bit, no element compares equal and the derivative becomes ``g / 0 = inf`` (seen in
+    ``nds.sensitivity``). The derivative here is a valid subgradient chosen without a
+    comparison. Zero for an all-zero ``x`` (``sign(0) = 0``).
+    """
+    return jnp.max(jnp.abs(x), axis=axis)
+
+
+@absmax.defjvp
+def _absmax_jvp(axis, primals, tangents):
+    (x,), (t,) = primals, tangents
+    a = jnp.abs(x)
+    if axis is None:
+        i = jnp.argmax(a.ravel())
+        xi, ti = x.ravel()[i], t.ravel()[i]
+    else:
+        i = jnp.expand_dims(jnp.argmax(a, axis=axis), axis)
+        xi = jnp.squeeze(jnp.take_along_axis(x, i, axis), axis)
+        ti = jnp.squeeze(jnp.take_along_axis(t, i, axis), axis)
+    return jnp.max(a, axis=axis), jnp.sign(xi) * ti

@@ -229,6 +229,7 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
     db = n.get("digital_bits", "fp32")
     if not (db == "fp32" or (isinstance(db, int) and 2 <= db <= 24)):
         raise _bad(where, "network.digital_bits", db, "\"fp32\" (default) or an integer from 2 to 24")
+    n.setdefault("hidden", list(DEFAULT_STUDY["network"]["hidden"]))
     if not n["hidden"] or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in n["hidden"]):
         raise _bad(where, "network.hidden", n["hidden"], "a non-empty list of hidden-layer widths, integers >= 1")
     try:

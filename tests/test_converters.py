@@ -125,3 +125,22 @@ def test_adc_saturation_inside_a_tile(pcm):
     tile = _two_input_tile(pcm, rows=256)
     y = tile.apply(tile.program(w, key=None), x, key=None)
     assert float(y[0]) == pytest.approx(3 * 0.25, rel=1e-12)
+
+
+def test_absmax_derivative_is_one_element_without_comparisons():
+    """``nds._ste.absmax``: value ``max |x|``; derivative ``sign(x_i*)`` at the first element
+    attaining it (ties: the first, not shared), zero for all-zero input, and per row along an
+    axis. jnp.max's derivative shares ties by comparing a recomputed ``|x|`` with the maximum,
+    which under XLA's fused backward can match nothing and return inf (nds.sensitivity gave
+    NaN gradients through the DAC's dynamic range)."""
+    from nds._ste import absmax
+
+    x = jnp.array([1.0, -3.0, 3.0, 0.5])
+    assert float(absmax(x)) == 3.0
+    np.testing.assert_array_equal(np.asarray(jax.grad(absmax)(x)), [0.0, -1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.grad(absmax))(jnp.zeros(3))), [0.0, 0.0, 0.0])
+    w = jnp.array([[2.0, -1.0], [0.5, -4.0]])
+    np.testing.assert_array_equal(np.asarray(absmax(w, 1)), [2.0, 4.0])
+    g = jax.jacobian(lambda a: absmax(a, 1))(w)  # (2 rows, 2, 2)
+    np.testing.assert_array_equal(np.asarray(g[0]), [[1.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(np.asarray(g[1]), [[0.0, 0.0], [0.0, -1.0]])

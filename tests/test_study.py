@@ -265,8 +265,10 @@ def test_study_under_two_processes_writes_the_same_rows(tmp_path):
     ref = run_study(load_study(p), tmp_path / "one")
     t1 = time.perf_counter()
     (tmp_path / "out0" / "parts").mkdir(parents=True)
-    for f in ("digital.eqx", "digital.hash"):
-        shutil.copy(tmp_path / "one" / "parts" / f, tmp_path / "out0" / "parts" / f)
+    digital = [f for f in (tmp_path / "one" / "parts").iterdir() if f.name.startswith("digital-")]
+    assert sorted(f.suffix for f in digital) == [".eqx", ".sha256"]
+    for f in digital:
+        shutil.copy(f, tmp_path / "out0" / "parts" / f.name)
     env = dict(os.environ, JAX_ENABLE_X64="1", JAX_NUMPY_RANK_PROMOTION="raise")
     runs = launch(lambda port, i: ["-m", "nds", "study", str(p), "--out", f"out{i}", "--coordinator",
                                    f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],

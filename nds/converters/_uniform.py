@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 
 from .._cards import AbstractCardModule
 from .._checks import MAX_CODE_BITS, require, require_count
-from .._ste import clip_ste, quantize_lsq, round_ste, sign_ste
+from .._ste import clip_ste, quantize_lsq, round_ste, sign_ste, absmax
 
 __all__ = ["quantize", "UniformDAC", "UniformADC", "ConverterCosts"]
 
@@ -159,7 +159,7 @@ class UniformDAC(eqx.Module):
         that anything referred to the input scale downstream (read noise) vanishes with it.
         """
         if self.x_range is None:
-            amax = jnp.max(jnp.abs(x))
+            amax = absmax(x)
             scale = amax
             xn = x / jnp.where(amax > 0, amax, jnp.ones_like(amax))
         else:

@@ -45,7 +45,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import MAX_CODE_BITS, require_count
-from .._ste import clip_ste, replace_ste, round_ste
+from .._ste import clip_ste, replace_ste, round_ste, absmax
 
 __all__ = ["BitSliceMapping", "InputSlicing", "adc_bits_exact", "adc_bits_rule", "slice_digits",
            "combine_digits"]
@@ -166,7 +166,7 @@ class BitSliceMapping(eqx.Module):
 
     def integers(self, w: Float[Array, "out in"]) -> tuple[Float[Array, "out in"], Float[Array, ""]]:
         """``(w_int, s)``: integer weights (float dtype) and the scale, ``w ≈ w_int · s / Q_w``."""
-        s = jnp.max(jnp.abs(w))
+        s = absmax(w)
         s = jnp.where(s > 0, s, jnp.ones_like(s))
         wn = w / s
         if self.weight_bits is None:
@@ -243,7 +243,7 @@ class InputSlicing(eqx.Module):
 
     def integers(self, x: Float[Array, "p n"]) -> tuple[Float[Array, "p n"], Float[Array, ""]]:
         """``(x_int, scale)`` with ``x ≈ x_int · scale / Q_x``; one scale per call (example)."""
-        amax = jnp.max(jnp.abs(x))
+        amax = absmax(x)
         scale = jnp.where(amax > 0, amax, jnp.ones_like(amax))
         xn = x / scale
         if not self.signed:

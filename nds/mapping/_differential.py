@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._ste import round_ste
+from .._ste import round_ste, absmax
 
 __all__ = ["DifferentialMapping"]
 
@@ -59,8 +59,8 @@ class DifferentialMapping(eqx.Module):
         (out,); 0 for an all-zero matrix (``"max"``) or an all-zero row (``"column"``), so
         that the output of such weights is exactly 0 whatever the read noise."""
         if self.scale_mode == "max":
-            return jnp.max(jnp.abs(w)) * jnp.ones(w.shape[0], w.dtype)
-        return jnp.max(jnp.abs(w), axis=1)
+            return absmax(w) * jnp.ones(w.shape[0], w.dtype)
+        return absmax(w, 1)
 
     def to_conductance(self, w: Float[Array, "out in"], g_min, g_max, levels: int
                        ) -> tuple[Float[Array, "2 in out"], Float[Array, " out"]]:

@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cost_types import Cost
 from ..tiles._abstract import AbstractTile
+from .._ste import absmax
 
 __all__ = ["AbstractAnalogLayer", "AnalogLinear", "AnalogConv2d"]
 
@@ -32,7 +33,7 @@ def _finite_check(x, where: str):
     ``jax.vmap``: the predicate is reduced over the batch), and the multiplication fuses
     into the tile's last elementwise pass. No host round trip unless it fails.
     """
-    amax = jnp.max(jnp.abs(x))
+    amax = absmax(x)
     return eqx.error_if(jnp.ones((), x.dtype), ~jnp.isfinite(amax), f"{where}: input contains NaN or inf")
 
 

@@ -55,7 +55,13 @@ from ._zoo import BasicBlock, Bottleneck, ResNet, TransformerEncoderLayer
 
 __all__ = ["from_torch", "load_state_dict", "UnsupportedModuleError"]
 
-_KEY = jax.random.key(0)  # placeholder initialisation, every weight is overwritten
+
+
+def _key():
+    """Placeholder initialisation key (every weight is overwritten). Made on use, not at
+    import: importing nds must not start the XLA backend (``jax.distributed.initialize``
+    has to run first in a multi-process job)."""
+    return jax.random.key(0)
 
 
 class UnsupportedModuleError(ValueError):
@@ -82,7 +88,7 @@ def _set(mod, **arrays):
 
 
 def _linear(m):
-    lin = eqx.nn.Linear(m.in_features, m.out_features, use_bias=m.bias is not None, key=_KEY, dtype=jnp.float32)
+    lin = eqx.nn.Linear(m.in_features, m.out_features, use_bias=m.bias is not None, key=_key(), dtype=jnp.float32)
     kw = {"weight": _np(m.weight)}
     if m.bias is not None:
         kw["bias"] = _np(m.bias)
@@ -107,7 +113,7 @@ def _conv2d(m, path):
     else:
         pad = _pad2(pad)
     conv = eqx.nn.Conv2d(m.in_channels, m.out_channels, tuple(m.kernel_size), stride=tuple(m.stride), padding=pad,
-                         dilation=tuple(m.dilation), groups=m.groups, use_bias=m.bias is not None, key=_KEY,
+                         dilation=tuple(m.dilation), groups=m.groups, use_bias=m.bias is not None, key=_key(),
                          dtype=jnp.float32)
     kw = {"weight": _np(m.weight)}
     if m.bias is not None:
@@ -173,7 +179,7 @@ def _mha(m, path):
     e = m.embed_dim
 
     def lin(w, b, n_in):
-        lyr = eqx.nn.Linear(n_in, w.shape[0], use_bias=b is not None, key=_KEY, dtype=jnp.float32)
+        lyr = eqx.nn.Linear(n_in, w.shape[0], use_bias=b is not None, key=_key(), dtype=jnp.float32)
         return _set(lyr, **({"weight": w, "bias": b} if b is not None else {"weight": w}))
 
     b = _np(m.in_proj_bias) if m.in_proj_bias is not None else None

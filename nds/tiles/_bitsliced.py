@@ -61,7 +61,7 @@ from .._checks import MAX_CODE_BITS, require, require_count
 from .._cost_types import Cost
 from .._keys import stream
 from .._rng import GENERATORS, normals
-from .._ste import clip_ste, round_ste
+from .._ste import clip_ste, round_ste, absmax
 from ..arrays._crossbar import ResistiveCrossbar
 from ..cells._faults import FaultModel
 from ..cells._resistive import AbstractResistiveCell
@@ -263,7 +263,7 @@ class BitSlicedTile(AbstractTile):
             g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=jax.random.fold_in(key, 1))
         # the weight scale max|w| itself (0 for all-zero weights: zero out, whatever the noise)
         del s
-        return self._finish(g_prog, nu, g_prog, jnp.max(jnp.abs(w)) / self.weights.q, 0.0)
+        return self._finish(g_prog, nu, g_prog, absmax(w) / self.weights.q, 0.0)
 
     def _finish(self, g_prog, nu, g, w_step, t):
         m = jax.vmap(jax.vmap(self.array.effective))(g)
@@ -415,7 +415,7 @@ class BitSlicedTile(AbstractTile):
         if self.weights.offset:
             y = y - self.weights.offset * x_int.sum(axis=-1)[:, None]
         # the input scale max|x| itself (0 for an all-zero input: zero out, whatever the noise)
-        amax = jnp.max(jnp.abs(x))
+        amax = absmax(x)
         return y * state.w_step * (jnp.where(amax > 0, xs, 0.0) / self.inputs.q)
 
     # ------------------------------------------------------------------ ideal limit

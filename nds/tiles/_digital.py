@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .._cards import AbstractCardModule, load_card
 from .._checks import MAX_CODE_BITS, require_count
 from .._cost_types import Cost
-from .._ste import clip_ste, round_ste
+from .._ste import clip_ste, round_ste, absmax
 from ._abstract import AbstractTile
 
 __all__ = ["DigitalMACCosts", "DigitalTile"]
@@ -83,7 +83,7 @@ class DigitalTile(AbstractTile):
         del key
         if self.bits_weight is None:
             return w
-        s = jnp.max(jnp.abs(w))
+        s = absmax(w)
         return _q(w, self.bits_weight, jnp.where(s > 0, s, 1.0))
 
     def apply(self, state, x, *, key=None):
@@ -91,7 +91,7 @@ class DigitalTile(AbstractTile):
         ``bits_activation`` when set; ``key`` unused (see AbstractTile.apply)."""
         del key
         if self.bits_activation is not None:
-            s = jnp.max(jnp.abs(x))
+            s = absmax(x)
             x = _q(x, self.bits_activation, jnp.where(s > 0, s, 1.0))
         return state @ x
 

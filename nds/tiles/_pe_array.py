@@ -33,7 +33,7 @@ from ..dataflow._layers import ConvShape, FCShape
 from ..dataflow._mapper import DATAFLOWS, PEArray, map_layer
 from ..memory._levels import AbstractMemoryLevel
 from ..memory._retention import DRAMRetention, retention_flip
-from .._ste import clip_ste, replace_ste, round_ste
+from .._ste import clip_ste, replace_ste, round_ste, absmax
 from ._abstract import AbstractTile
 
 __all__ = ["PEArrayTile"]
@@ -45,14 +45,14 @@ def _qmax(bits: int) -> int:
 
 def _quantize_codes(v, bits: int):
     """Symmetric per-tensor quantization: (integer codes as float, scale)."""
-    amax = jnp.max(jnp.abs(v))
+    amax = absmax(v)
     scale = jax.lax.stop_gradient(jnp.where(amax > 0, amax, 1.0) / _qmax(bits))  # all-zero v: codes 0
     q = jnp.clip(jnp.round(v / scale), -_qmax(bits), _qmax(bits))
     return q, scale
 
 
 def _ste_quantize(v, bits: int):
-    amax = jnp.max(jnp.abs(v))
+    amax = absmax(v)
     scale = jax.lax.stop_gradient(jnp.where(amax > 0, amax, 1.0) / _qmax(bits))  # all-zero v: exact 0
     return clip_ste(round_ste(v / scale), -_qmax(bits), _qmax(bits)) * scale
 

@@ -40,7 +40,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._cards import AbstractCardModule
 from .._cost_types import Cost
 from .._checks import MAX_CODE_BITS, require, require_count
-from .._ste import clip_ste, quantize_lsq, round_ste
+from .._ste import clip_ste, quantize_lsq, round_ste, absmax
 from ..cells._capacitor import K_BOLTZMANN
 from ._abstract import AbstractTile
 
@@ -146,7 +146,7 @@ class SensorTile(AbstractTile):
             raise ValueError(f"SensorTile.program: w must be (out, in), got shape {w.shape}")
         if self.w_bits is None:
             return w
-        amax = jnp.max(jnp.abs(w))
+        amax = absmax(w)
         s = jnp.where(amax > 0, amax, 1.0)
         half = 2 ** (self.w_bits - 1) - 1
         return clip_ste(round_ste(w / s * half), -half, half) * s / half

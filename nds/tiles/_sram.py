@@ -40,7 +40,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._cards import load_card
 from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
-from .._ste import clip_ste, round_ste, sign_ste
+from .._ste import clip_ste, round_ste, sign_ste, absmax
 from ..arrays._charge_sharing import ChargeSharingArray, ChargeSharingState
 from ..arrays._sram_column import SRAMColumn
 from ..converters._sar import SARADC, SARState
@@ -191,7 +191,7 @@ class SRAMTile(AbstractTile):
             raise ValueError(f"SRAMTile.readout = 'comparator': in = {n_in} must be <= rows = {self.rows}")
         nb = -(-n_in // self.rows)
         pad = nb * self.rows - n_in
-        amax = jnp.max(jnp.abs(w))
+        amax = absmax(w)
         w_scale = amax  # all-zero weights: scale 0, so every output is exactly 0 (see apply)
         w_n = jnp.pad(w / jnp.where(amax > 0, amax, jnp.ones_like(amax)), ((0, 0), (0, pad)))
         if self.weight_bits is None:
@@ -298,7 +298,7 @@ class SRAMTile(AbstractTile):
         n_in = x.shape[0]
         if self.x_range is None:
             # per-vector scale; an all-zero input has scale 0 and gives exactly 0 out
-            x_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
+            x_scale = jax.lax.stop_gradient(absmax(x))
         else:
             x_scale = jnp.asarray(self.x_range, x.dtype)
         safe = jnp.where(x_scale > 0, x_scale, jnp.ones_like(x_scale))

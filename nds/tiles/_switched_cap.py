@@ -33,7 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._cards import load_card
 from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
-from .._ste import clip_ste, round_ste
+from .._ste import clip_ste, round_ste, absmax
 from ..arrays._charge_sharing import ChargeSharingArray, ChargeSharingState
 from ..converters._sar import SARADC, SARState
 from ._abstract import AbstractTile
@@ -133,7 +133,7 @@ class SwitchedCapTile(AbstractTile):
             raise ValueError(f"SwitchedCapTile.program: w must be (out, in), got shape {w.shape}")
         out, n_in = w.shape
         nb = -(-n_in // self.rows)
-        amax = jnp.max(jnp.abs(w))
+        amax = absmax(w)
         w_scale = amax  # all-zero weights: scale 0, so every output is exactly 0 (see apply)
         big = self.array.n_units
         n = w / jnp.where(amax > 0, amax, jnp.ones_like(amax)) * big
@@ -185,7 +185,7 @@ class SwitchedCapTile(AbstractTile):
         nb, out = state.banks.c_tot_p.shape
         if self.x_range is None:
             # per-vector scale; an all-zero input has scale 0 and gives exactly 0 out
-            x_scale = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
+            x_scale = jax.lax.stop_gradient(absmax(x))
         else:
             x_scale = jnp.asarray(self.x_range, x.dtype)
         safe = jnp.where(x_scale > 0, x_scale, jnp.ones_like(x_scale))
