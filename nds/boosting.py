@@ -187,7 +187,11 @@ def weak_learner(x_codes: Float[Array, "n f"], y: Float[Array, "c n"], d: Float[
         return jnp.where(dirn >= 0, 1.0, -1.0).astype(x_codes.dtype)
     r, cov = _weighted_stats(d, y, x_codes)
     cov_r = _ridge(cov, ridge)
-    w = jnp.linalg.solve(cov_r, r[:, :, None])[:, :, 0]
+    # one unbatched solve per class (lax.map): jaxlib's batched LAPACK kernels split their
+    # batch over XLA's intra-op thread pool and wait for it, which deadlocks (every pool
+    # thread parked, 0 % CPU) when two such kernels run concurrently, as the independent
+    # weak learners of one program do
+    w = jax.lax.map(lambda ab: jnp.linalg.solve(ab[0], ab[1]), (cov_r, r))
     s = jnp.where(w >= 0, 1.0, -1.0).astype(x_codes.dtype)
     s = _fisher_flips(s, r, cov_r, passes)
     if learner == "error":

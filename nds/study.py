@@ -72,7 +72,10 @@ __all__ = ["DEFAULT_STUDY", "StudyError", "load_study", "run_study"]
 
 DEFAULT_STUDY: dict[str, Any] = {
     "study": {"name": "default", "seed": 0, "chips": 32, "chip_batch": 8,
-              "times": [1.0, 3600.0, 86400.0, 31536000.0]},
+              "times": [1.0, 3600.0, 86400.0, 31536000.0],
+              # the digital baseline's datapath: int8 weights and activations (its weights then
+              # fit the on-chip buffer card); "fp32" makes the float row the baseline
+              "baseline_bits": 8},
     "dataset": {"name": "mnist", "n_train": 4000, "n_test": 1000},
     "network": {"name": "lenet5", "digital_layers": [], "hidden": [256, 128]},
     "training": {"steps": 3000, "batch_size": 64, "lr": 2e-3,
@@ -94,7 +97,7 @@ DEFAULT_STUDY: dict[str, Any] = {
 }
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "study": {"name": str, "seed": int, "chips": int, "chip_batch": int, "times": list},
+    "study": {"name": str, "seed": int, "chips": int, "chip_batch": int, "times": list, "baseline_bits": (int, str)},
     "dataset": {"name": str, "n_train": int, "n_test": int, "context": int},
     # name: one network or a list (one study each, with per-network overrides of any table)
     "network": {"name": (str, list), "digital_layers": list, "config": dict, "checkpoint": str,
@@ -203,6 +206,9 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
     for k in ("chips", "chip_batch"):
         if s[k] < 1:
             raise _bad(where, f"study.{k}", s[k], "an integer >= 1")
+    bb = s.get("baseline_bits", 8)
+    if not (bb == "fp32" or (isinstance(bb, int) and not isinstance(bb, bool) and 2 <= bb <= 24)):
+        raise _bad(where, "study.baseline_bits", bb, "an integer from 2 to 24 (8: int8, the default) or \"fp32\"")
     times = s["times"]
     if any(not _is_num(t) or not math.isfinite(t) or t < 0 for t in times):
         raise _bad(where, "study.times", times, "a list of finite times in seconds >= 0")
@@ -303,8 +309,8 @@ def validate_study(cfg: dict, where: str = "<built-in default>") -> dict:
                     card_kind(e[key])
                 except (FileNotFoundError, CardError) as err:
                     raise StudyError(f"{where}: hardware[{i}].{key}: {err}") from None
-        if e["name"] in names or e["name"] == "digital":
-            raise StudyError(f"{where}: hardware[{i}].name = {e['name']!r} is repeated or reserved ('digital')")
+        if e["name"] in names or e["name"] in ("digital", "digital-fp32"):
+            raise StudyError(f"{where}: hardware[{i}].name = {e['name']!r} is repeated or reserved ('digital', 'digital-fp32')")
         names.add(e["name"])
         out.append(e)
     entries = {e["name"]: e for e in out}
@@ -538,12 +544,22 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
     # (bits per character) as the network's own scalar metric
     ev_metric = None if mname == "accuracy" else metric
 
-    def digital_row():
-        with ui.part("evaluate digital"):
-            ev = evaluate(digital, xte, yte, key=k_mc, num_chips=1, metric=ev_metric).rows()[0]
-        dmodel = analogize(digital, DigitalTile(), digital_bits=dbits)
+    # the digital baseline at the hardware's bit widths (int8 by default: weights and
+    # activations quantized like the analog tiles' DAC, its MACs and weight reads at int8
+    # energy); the float datapath is kept as a reference row ("digital-fp32")
+    bb = s.get("baseline_bits", 8)
+    bb = None if bb == "fp32" else int(bb)
+    baselines = {"digital": DigitalTile(bits_weight=bb, bits_activation=bb)}
+    if bb is not None:
+        baselines["digital-fp32"] = DigitalTile()
+
+    def digital_row(name: str, tile: DigitalTile):
+        dmodel = analogize(digital, tile, digital_bits=dbits)
+        with ui.part(f"evaluate {name}"):
+            ev = evaluate(digital if tile.bits_weight is None else dmodel, xte, yte, key=k_mc, num_chips=1,
+                          metric=ev_metric).rows()[0]
         c = cost(dmodel, ds.input_shape, input_dtype=idt)
-        row = {"hardware": "digital", "kind": "digital", "card": "digital_45nm", "training": "standard",
+        row = {"hardware": name, "kind": "digital", "card": "digital_45nm", "training": "standard",
                "t_seconds": None, "metric": mname, mname: {k: v for k, v in ev.items() if k != "t_seconds"},
                "energy_j": c.energy_j, "latency_s": c.latency_s, "energy_breakdown_j": _breakdown(c),
                "offchip_bytes": c.total.offchip_bytes, "area_m2": c.total.area_m2, "num_chips": 1}
@@ -551,13 +567,15 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
             row["energy_split_j"] = _nets.energy_split(dmodel, c)
         return row
 
-    rows.append(parts.json("row_digital", dep_train, digital_row, log=log))
     cost_tables: dict[str, Any] = {}
+    reports: dict[str, CostReport] = {}
+    for name, tile in baselines.items():
+        rows.append(parts.json(f"row_{name}", {"train": dep_train, "bits": tile.bits_weight},
+                               lambda name=name, tile=tile: digital_row(name, tile), log=log))
+        reports[name] = cost(analogize(digital, tile, digital_bits=dbits), ds.input_shape, input_dtype=idt)
+        cost_tables[name] = reports[name].rows()
 
     entries = {h["name"]: h for h in cfg["hardware"]}
-    reports: dict[str, CostReport] = {"digital": cost(analogize(digital, DigitalTile(), digital_bits=dbits),
-                                                      ds.input_shape, input_dtype=idt)}
-    cost_tables["digital"] = reports["digital"].rows()
     digital_layers = [int(i) if not isinstance(i, str) else i for i in n["digital_layers"]]
     for h in cfg["hardware"]:
         if not h.get("standalone", True):
@@ -650,7 +668,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
         build, shape = COST_NETWORKS[net_name]
         hw_list = [{"name": "digital", "kind": "digital"}] + [h for h in cfg["hardware"] if h["kind"] != "mixed"]
         for h in hw_list:
-            tile = DigitalTile() if h["name"] == "digital" else make_tile(h, entries)
+            tile = baselines["digital"] if h["name"] == "digital" else make_tile(h, entries)
             am = eqx.filter_eval_shape(lambda: analogize(build(key=jax.random.key(0)), tile))
             rep = cost(am, shape, batch_size=bs)
             report_rows.append(report_row(net_name, h["name"], rep, accuracy=None, dataset=None))
@@ -906,8 +924,9 @@ def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
     t_lo, t_hi = max(min(ts), 1e-3) / 2, max(ts) * 2
     fig, ax = plt.subplots(figsize=(8.0, 4.2))
     hw_names = list(dict.fromkeys(r["hardware"] for r in rows))
-    color = {h: ("k" if h == "digital" else f"C{i % 10}") for i, h in enumerate(h for h in hw_names if h != "digital")}
-    color["digital"] = "k"
+    base = ("digital", "digital-fp32")
+    color = {h: f"C{i % 10}" for i, h in enumerate(h for h in hw_names if h not in base)}
+    color.update({"digital": "k", "digital-fp32": "0.55"})
     mname = rows[0].get("metric", "accuracy") if rows else "accuracy"
     f = 100.0 if mname == "accuracy" else 1.0
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -921,7 +940,7 @@ def plot_accuracy_vs_time(results: dict, path: str | pathlib.Path) -> None:
         c = color[hw]
         if all(r["t_seconds"] is None for r in rs):
             a = rs[0][mname]
-            ax.plot([t_lo, t_hi], [f * a["mean"]] * 2, color=c, ls="--" if hw == "digital" else ls, lw=1.2,
+            ax.plot([t_lo, t_hi], [f * a["mean"]] * 2, color=c, ls="--" if hw in base else ls, lw=1.2,
                     label=f"{hw}, {training} (no ageing)")
             if a["n"] > 1:
                 ax.fill_between([t_lo, t_hi], [f * a["p5"]] * 2, [f * a["p95"]] * 2, color=c, alpha=0.08)

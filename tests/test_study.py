@@ -114,13 +114,13 @@ def test_tiny_study_writes_documented_results(tiny_run):
     assert data["dataset"]["name"] == "digits" and data["dataset"]["n_test"] == 100
     rows = data["rows"]
     keyset = [(r["hardware"], r["training"], r["t_seconds"]) for r in rows]
-    assert keyset == [("digital", "standard", None),
+    assert keyset == [("digital", "standard", None), ("digital-fp32", "standard", None),
                       ("pcm", "standard", 1.0), ("pcm", "standard", 3600.0),
                       ("pcm", "noise-aware", 1.0), ("pcm", "noise-aware", 3600.0)]
     for r in rows:
         a = r["accuracy"]
         s = np.asarray(a["samples"], np.float64)
-        assert len(s) == (1 if r["hardware"] == "digital" else 2) == r["num_chips"]
+        assert len(s) == (1 if r["hardware"].startswith("digital") else 2) == r["num_chips"]
         # accuracies are counts over 100 test digits
         np.testing.assert_allclose(s * 100, np.round(s * 100), atol=1e-6)
         assert a["mean"] == pytest.approx(s.mean(), rel=1e-12)
@@ -137,6 +137,17 @@ def test_tiny_study_writes_documented_results(tiny_run):
         assert row["energy_j"] == pytest.approx(total["energy_total_j"], rel=1e-12)
         # MLP 64-256-128-10: 16384 + 32768 + 1280 MACs per inference
         assert total["macs"] == 64 * 256 + 256 * 128 + 128 * 10
+    # the digital baseline is int8 (study.baseline_bits = 8): its MACs at the card's int8
+    # energy and its weights read as 8-bit words; the float datapath is the reference row
+    from nds.tiles import DigitalMACCosts
+
+    cc = nds.load_card("digital_45nm", DigitalMACCosts)
+    macs = 64 * 256 + 256 * 128 + 128 * 10
+    t8, t32 = data["cost"]["digital"][-1], data["cost"]["digital-fp32"][-1]
+    assert t8["bits_weight"] == 8 and t32["bits_weight"] is None
+    assert t8["energy_j"]["compute"] == pytest.approx(macs * cc.e_mac_int8, rel=1e-12)
+    assert t32["energy_j"]["compute"] == pytest.approx(macs * cc.e_mac_fp32, rel=1e-12)
+    assert t8["energy_j"]["onchip_memory"] < t32["energy_j"]["onchip_memory"]
     # the PCM layers on 64x64 arrays: 64 → 256 has 1 row block, 256 → 128 has 4, 128 → 10 has 2
     pcm_layers = data["cost"]["pcm"][:-1]
     assert [l["counts"]["adc_conversions"] for l in pcm_layers] == [256, 4 * 128, 2 * 10]
@@ -181,7 +192,7 @@ def test_study_sweep_hook(tmp_path):
         '[report]\nnetworks = []\n')
     res = run_study(load_study(p), tmp_path / "out")
     # an entry with standalone = false is only a building block: no rows, no cost table
-    assert {r["hardware"] for r in res["rows"]} == {"digital", "pcm"}
+    assert {r["hardware"] for r in res["rows"]} == {"digital", "digital-fp32", "pcm"}
     assert "part" not in res["cost"]
     rows = {(r["rows"], r["r_wire"]): r for r in res["sweep"]}
     assert set(rows) == {(16, 0.0), (16, 5.0), (32, 0.0), (32, 5.0)}
