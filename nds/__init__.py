@@ -50,6 +50,8 @@ from ._evaluate import evaluate as evaluate
 from ._monte_carlo import MonteCarloResult as MonteCarloResult
 from ._monte_carlo import monte_carlo as monte_carlo
 from ._monte_carlo import summarize as summarize
+from ._keys import stream as stream
+from ._keys import streams as streams
 from ._program import drift as drift
 from ._program import program as program
 from .costs import CostReport as CostReport
@@ -64,6 +66,7 @@ __all__ = [
     "list_cards", "load_card", "Cost", "load", "load_weights", "save", "save_weights",
     "Evaluation", "evaluate", "MonteCarloResult", "monte_carlo", "summarize", "drift",
     "program", "CostReport", "cost", "analogize", "sensitivity", "SensitivityResult",
+    "stream", "streams",
 ]
 
 

@@ -419,7 +419,8 @@ class CrossbarTile(AbstractTile):
         n_cells = 2 * n_in * out * n_mvm
         n_add = rb * out * n_mvm  # partial-sum accumulation and scaling
         if w is not None:
-            g_t, _ = self.mapping.to_conductance(jnp.asarray(w), c.g_min, c.g_max, c.levels)
+            # one compiled program per weight shape, not one per eager operation
+            g_t, _ = eqx.filter_jit(self.mapping.to_conductance)(jnp.asarray(w), c.g_min, c.g_max, c.levels)
             g_mean = float(np.mean(np.asarray(g_t)))
         else:
             g_mean = 0.5 * (float(c.g_min) + float(c.g_max))
