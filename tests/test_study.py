@@ -292,5 +292,5 @@ def test_study_under_two_processes_writes_the_same_rows(tmp_path):
     assert "digital model" not in runs[1][1]
     got = json.loads((tmp_path / "out0" / "results.json").read_text())
     assert not (tmp_path / "out1").exists()  # process 0 alone writes
-    assert [r["num_chips"] for r in got["rows"]] == [1, 3]
+    assert [r["num_chips"] for r in got["rows"]] == [1, 1, 3]  # digital (int8), digital-fp32, pcm
     assert got["rows"] == json.loads(json.dumps(ref["rows"]))
