@@ -205,13 +205,21 @@ def analogize(
 
     Raises:
         ValueError: a tile sequence of the wrong length, a ``digital`` index out of range,
-            batch norm to fold without ``state``, a scanned ``eqx.nn.MLP``, or
-            ``digital_bits`` < 2.
+            batch norm to fold without ``state``, a scanned ``eqx.nn.MLP``,
+            ``digital_bits`` < 2, or (``tile`` a single tile) a layer that is already analog
+            on a different tile (it would be kept, the new tile silently ignored).
+
+    Nested conversion: layers that are already analog (a model analogized before, or a
+    submodule converted on its own) are kept as they are, converted once, never wrapped
+    again; the layers converted now get names that none of them holds.
     """
     model = _convert_containers(model, attention)
     is_conv = lambda x: isinstance(x, _CONVERTIBLE)
     layers = [x for x in jtu.tree_leaves(model, is_leaf=is_conv) if is_conv(x)]
     n = len(layers)
+    existing = analog_layers(model)
+    if existing and isinstance(tile, AbstractTile):
+        _check_already_analog(existing, tile)
     if isinstance(tile, AbstractTile):
         choices: list[TileChoice] = [tile] * n
     elif callable(tile):
@@ -227,10 +235,8 @@ def analogize(
             raise ValueError(f"analogize: digital entry {d!r} is not 'first', 'last' or an index in [0, {n})")
         choices[idx] = None
     dt = digital_tile or DigitalTile()
-    new = []
-    for i, (l, c) in enumerate(zip(layers, choices)):
-        kind = "conv" if isinstance(l, eqx.nn.Conv2d) else "linear"
-        new.append(_convert(l, c if c is not None else dt, f"{kind}{i}"))
+    new = [_convert(l, c if c is not None else dt, name)
+           for l, c, name in zip(layers, choices, _layer_names(model, {l.name for l in existing}))]
     it = iter(new)
     out = jtu.tree_map(lambda x: next(it) if is_conv(x) else x, model, is_leaf=is_conv)
     out = _fold_bn(out, state)
@@ -239,6 +245,41 @@ def analogize(
     if digital_bits is not None or wrap_digital:
         out = _set_digital_bits(out, digital_bits)
     return out
+
+
+def _layer_names(model, taken: set[str]) -> list[str]:
+    """Names of the convertible layers of ``model`` in pytree order: ``"<kind><position>"``
+    with the position counted over convertible and already analog layers together (so a model
+    without analog layers gets ``conv0, conv1, linear2, ...``), skipping names already taken
+    by analog layers (a model converted piece by piece never holds two layers of one name)."""
+    is_any = lambda x: isinstance(x, _CONVERTIBLE) or is_analog_layer(x)
+    names = []
+    taken = set(taken)
+    for pos, x in enumerate(y for y in jtu.tree_leaves(model, is_leaf=is_any) if is_any(y)):
+        if is_analog_layer(x):
+            continue
+        kind = "conv" if isinstance(x, eqx.nn.Conv2d) else "linear"
+        j = pos
+        while f"{kind}{j}" in taken:
+            j += 1
+        names.append(f"{kind}{j}")
+        taken.add(names[-1])
+    return names
+
+
+def _check_already_analog(existing: list[AbstractAnalogLayer], tile: AbstractTile) -> None:
+    """Refuse to silently keep an analog layer on a tile other than ``tile`` (analogize never
+    re-wraps an analog layer, so the given tile would be ignored for it)."""
+    for l in existing:
+        if l.tile is tile:
+            continue
+        same = eqx.tree_equal(l.tile, tile)
+        if not (same is True or (same is not False and bool(same))):
+            raise ValueError(
+                f"analogize: layer {l.name!r} is already analog (on {type(l.tile).__name__}) and the given tile "
+                f"({type(tile).__name__}) differs from its tile; analogize converts eqx.nn.Linear/Conv2d only and "
+                "never wraps an analog layer again, so the new tile would be silently ignored for it. Analogize "
+                "the digital model instead, or change that layer's tile with eqx.tree_at")
 
 
 def _fold_bn(model, state):
