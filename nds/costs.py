@@ -17,7 +17,8 @@
 Latency per layer is the roofline ``max(compute latency, DRAM bytes / DRAM bandwidth)``;
 layers run one after another, so the inference latency is their sum, and the pipelined
 throughput is ``1 / max(layer latency)``. A layer that runs several times per example (under
-``jax.vmap`` over the tokens of a sequence) is counted that many times. Cost nodes
+``jax.vmap`` over the tokens of a sequence, or called more than once in the forward pass:
+weight sharing) is counted that many times, its area once. Cost nodes
 (:class:`nds.nn.DigitalOp`: LayerNorm, softmax, GELU/ReLU, residual adds, pooling at a stated
 bit width; :class:`nds.nn.MultiheadAttention`: ``Q Kᵀ`` and ``A V`` on its attention tile)
 add one row each (:func:`nds.nn.node_costs`); activations and pooling of plain Equinox layers
@@ -105,12 +106,15 @@ class CostReport:
         return out
 
 
-def _layer_shapes(model, input_shape, input_dtype=None) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Input and output shape of each analog layer and how many times it runs per example
-    (``jax.vmap`` multiplicity), by tracing the model abstractly."""
+def _layer_shapes(model, input_shape, input_dtype=None
+                  ) -> dict[int, list[tuple[tuple[int, ...], tuple[int, ...], int]]]:
+    """For each analog layer, the ``(input shape, output shape, runs per example)`` of its
+    calls, by tracing the model abstractly: the runs add up over the ``jax.vmap`` multiplicity
+    and over every call of the layer (a layer applied twice in the forward pass, weight
+    sharing, runs twice); calls with different shapes are listed apart."""
     from .nn._digital import trace_safe, vmap_multiplicity
 
-    shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    shapes: dict[int, list[tuple[tuple[int, ...], tuple[int, ...], int]]] = {}
     layers = analog_layers(model)
     ids = {id(l): i for i, l in enumerate(layers)}
 
@@ -120,7 +124,14 @@ def _layer_shapes(model, input_shape, input_dtype=None) -> dict[int, tuple[tuple
 
         def __call__(self, x, *, key=None):
             y_shape = self.inner.output_shape(tuple(x.shape))
-            shapes[self.idx] = (tuple(x.shape), tuple(y_shape), vmap_multiplicity(x))
+            calls = shapes.setdefault(self.idx, [])
+            s_in, s_out, mult = tuple(x.shape), tuple(y_shape), vmap_multiplicity(x)
+            for j, (a, b, m) in enumerate(calls):
+                if (a, b) == (s_in, s_out):
+                    calls[j] = (a, b, m + mult)
+                    break
+            else:
+                calls.append((s_in, s_out, mult))
             return jnp.zeros(y_shape, x.dtype)
 
     probed = trace_safe(jtu.tree_map(lambda l: _Probe(l, ids[id(l)]) if is_analog_layer(l) else l, model,
@@ -212,33 +223,15 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
     for i, l in enumerate(layers):
         if i not in shapes:
             raise ValueError(f"cost: layer {l.name!r} was not reached when tracing the model")
-        s_in, s_out, mult = shapes[i]
-        c = _tile_cost(l, s_in, batch_size)
-        if mult != 1:
-            c = _scaled(c, float(mult))
-        if not hasattr(l.tile, "cost_layer"):
-            bits_a = c.bits_activation or 32
-            act_bytes = mult * (math.prod(s_in) + math.prod(s_out)) * bits_a / 8.0
-            mem = buffer.cost(act_bytes)
-            off = 0.0
-            if i == 0:
-                off += mult * math.prod(s_in) * bits_a / 8.0
-            if i == len(layers) - 1:
-                off += mult * math.prod(s_out) * bits_a / 8.0
-            if l.tile.hardware == "digital":
-                wb = math.prod(_matrix_shape(l)) * (c.bits_weight or 32) / 8.0
-                digital_weight_bytes += wb
-                if digital_weight_bytes > float(buffer.capacity):
-                    off += wb / batch_size
-            dc = dram.cost(off) if off > 0 else Cost()
-            lat = max(c.latency_s, dc.latency_s)
-            c = dataclasses.replace(
-                c + dataclasses.replace(mem, latency_s=0.0, area_m2=0.0, hardware="")
-                + dataclasses.replace(dc, latency_s=0.0, area_m2=0.0, hardware=""),
-                latency_s=lat, hardware=c.hardware, bits_weight=c.bits_weight, bits_activation=c.bits_activation,
-                measured=c.measured)
-        rows.append((l.name, s_in, c))
-        total = total + c
+        row = None
+        for s_in, s_out, mult in shapes[i]:
+            c, digital_weight_bytes = _layer_cost(l, s_in, s_out, mult, i == 0, i == len(layers) - 1, batch_size,
+                                                  buffer, dram, digital_weight_bytes, row is None)
+            # a layer called again (weight sharing) runs again on the same arrays: energy and
+            # latency per call, area once
+            row = c if row is None else dataclasses.replace(row + c, area_m2=row.area_m2)
+        rows.append((l.name, shapes[i][0][0], row))
+        total = total + row
     from .nn._digital import node_costs
 
     for name, s_in, c in node_costs(model, input_shape, input_dtype):
@@ -246,6 +239,39 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
         total = total + c
     total = dataclasses.replace(total, area_m2=total.area_m2 + float(getattr(buffer, "area", 0.0)))
     return CostReport(layers=rows, total=total, batch_size=batch_size)
+
+
+def _layer_cost(l, s_in, s_out, mult, first, last, batch_size, buffer, dram, digital_weight_bytes, count_weights):
+    """Cost of ``mult`` runs of layer ``l`` on inputs of ``s_in`` (see :func:`cost`) and the
+    running total of digital weight bytes (``count_weights`` False: the layer's weights were
+    counted at an earlier call of the same layer). The network input and output are read
+    from and written to DRAM once per run of the first and last layer."""
+    c = _tile_cost(l, s_in, batch_size)
+    if mult != 1:
+        c = _scaled(c, float(mult))
+    if hasattr(l.tile, "cost_layer"):
+        return c, digital_weight_bytes
+    bits_a = c.bits_activation or 32
+    act_bytes = mult * (math.prod(s_in) + math.prod(s_out)) * bits_a / 8.0
+    mem = buffer.cost(act_bytes)
+    off = 0.0
+    if first:
+        off += mult * math.prod(s_in) * bits_a / 8.0
+    if last:
+        off += mult * math.prod(s_out) * bits_a / 8.0
+    if l.tile.hardware == "digital" and count_weights:
+        wb = math.prod(_matrix_shape(l)) * (c.bits_weight or 32) / 8.0
+        digital_weight_bytes += wb
+        if digital_weight_bytes > float(buffer.capacity):
+            off += wb / batch_size
+    dc = dram.cost(off) if off > 0 else Cost()
+    lat = max(c.latency_s, dc.latency_s)
+    c = dataclasses.replace(
+        c + dataclasses.replace(mem, latency_s=0.0, area_m2=0.0, hardware="")
+        + dataclasses.replace(dc, latency_s=0.0, area_m2=0.0, hardware=""),
+        latency_s=lat, hardware=c.hardware, bits_weight=c.bits_weight, bits_activation=c.bits_activation,
+        measured=c.measured)
+    return c, digital_weight_bytes
 
 
 def plot_energy_breakdown(reports: dict[str, CostReport], path: Any, *, title: str = "") -> None:
