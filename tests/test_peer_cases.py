@@ -147,9 +147,18 @@ def test_ideal_tiles_equal_the_software_network(rram, pcm):
     gives almost random output" against the torch model it was copied from; the maintainers'
     answer: every non-ideality is on by default (`forward.is_perfect = True` turns them off).
 
+    CrossSim #35, https://github.com/sandialabs/cross-sim/issues/35 — `adc_bits = dac_bits = 0`
+    silently means "no quantization", and a user read the higher accuracy as a property of
+    the design.
+
     nds: ``tile.ideal()`` turns off noise, drift, level rounding, converters and wire
-    resistance; the analog model is then the software network. Check: a 2-layer MLP on ideal
-    RRAM and PCM tiles, layers split over 4×3 arrays, equals the float64 NumPy forward to 1e-12."""
+    resistance; the analog model is then the software network. The ideal converter is spelled
+    ``bits=None``; ``bits=0`` is an error naming the argument. Check: a 2-layer MLP on ideal
+    RRAM and PCM tiles, layers split over 4×3 arrays, equals the float64 NumPy forward to 1e-12;
+    ``UniformADC(bits=0)`` and ``UniformDAC(bits=0)`` raise."""
+    for conv in (UniformADC, UniformDAC):
+        with pytest.raises(ValueError, match="bits"):
+            conv(bits=0)
     net = _mlp(1, (7, 5, 3))
     x = _w(2, (6, 7))
     want = np.stack([_np_mlp(net, xi) for xi in np.asarray(x)])
