@@ -274,6 +274,8 @@ def _check_already_analog(existing: list[AbstractAnalogLayer], tile: AbstractTil
         if l.tile is tile:
             continue
         same = eqx.tree_equal(l.tile, tile)
+        if same is not False and not isinstance(same, bool) and isinstance(same, jax.core.Tracer):
+            continue  # traced hardware leaves (co-design): not comparable here
         if not (same is True or (same is not False and bool(same))):
             raise ValueError(
                 f"analogize: layer {l.name!r} is already analog (on {type(l.tile).__name__}) and the given tile "
