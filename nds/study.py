@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._keys import stream, streams
 from . import _study_networks as _nets
 from ._cards import CardError, card_kind
 from ._evaluate import evaluate
@@ -488,7 +489,7 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
         log(f"{out / 'results.json'} holds another configuration ({old_hash}); it will be kept as {keep_as}")
     s, d, n, tr = cfg["study"], cfg["dataset"], cfg["network"], cfg["training"]
     key = jax.random.key(s["seed"])
-    k_init, k_train, k_mc, k_na = jax.random.split(key, 4)
+    k_init, k_train, k_mc, k_na = streams(key, "init", "train", "chips", "noise_aware")
     ds = load_dataset(d["name"], n_train=d["n_train"], n_test=d["n_test"], seed=s["seed"],
                       **({"context": d["context"]} if "context" in d else {}))
     xtr, ytr, xte, yte = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
@@ -620,7 +621,6 @@ def _run_study(cfg: dict, out: pathlib.Path, *, reporter: Reporter | None) -> di
 
         rows += mc_rows(amodel, "standard", dep_train)
         if h["kind"] == "insitu":  # the same MLP trained on the array (nds.insitu._study)
-            from ._keys import stream
             from .insitu._study import insitu_rows
 
             flat = lambda a: a.reshape(a.shape[0], -1)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._keys import streams
 from ._monte_carlo import monte_carlo
 from ._program import program
 from .arrays._crossbar import ResistiveCrossbar, ResistiveWires
@@ -102,12 +103,12 @@ def sweep_array(
     tk = dict(tile_kwargs or {})
     ak = dict(analogize_kwargs or {})
     rows_out: list[dict[str, Any]] = []
-    k_chips, k_read = jax.random.split(key)
+    k_chips, k_read = streams(key, "chips", "read")
     needs_key = CrossbarTile(cell=card, **tk).needs_key
 
     def fn(m, k):  # one function object for every configuration: jit caches per shape
         chip = program(m, key=k)
-        return accuracy(chip, x, y, key=jax.random.fold_in(k_read, 0) if needs_key else None, batch=eval_batch)
+        return accuracy(chip, x, y, key=k_read if needs_key else None, batch=eval_batch)
 
     for n in array_sizes:
         for r in r_wire:

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
+from ._keys import streams
 from ._program import drift as _drift
 from ._program import program as _program
 from .nn._analogize import is_analog_layer
@@ -245,7 +246,7 @@ def fit(
 
     def loss(p, xb, yb, k):
         m = eqx.combine(p, static)
-        kp, kd, kr = jax.random.split(k, 3)
+        kp, kd, kr = streams(k, "program", "drift", "read")
         if noise_aware:
             m = _program(m, key=kp)
             if t_drift is not None:
@@ -262,7 +263,7 @@ def fit(
         return p, s, l
 
     for i in range(start, steps):
-        key, kb, ks = jax.random.split(key, 3)
+        key, kb, ks = streams(key, "next", "batch", "step")
         idx = jax.random.choice(kb, n, (batch_size,), replace=False)
         params, opt_state, l = step(params, opt_state, x[idx], y[idx], ks)
         lf = float(l)

@@ -156,9 +156,11 @@ def test_gradients_finite_and_close_to_exact(tile_case):
     # bit-sliced ISAAC: its 8-bit ADC clips sums above 255 (9 bits are needed for exact
     # partial sums) and the RRAM cell adds C2C noise, which enters dy/dW as dσ/dg times the
     # read's Gaussians: over 60 read keys ew spans 0.07-0.22 (median 0.09-0.10, the same for
-    # the pre-issue-9 read path and the present one); switched-capacitor: 3-bit weights
+    # the pre-issue-9 read path and the present one), over 40 (program, read) key pairs
+    # 0.07-0.20 (median 0.09); the fixed keys KP, KR give 0.26 since programming draws its
+    # error from a named stream (issue 11), hence 0.3; switched-capacitor: 3-bit weights
     # (relative rounding error up to 2^-3) and 6-bit activations.
-    tol_x, tol_w = {"pcm": (1e-10, 0.2), "rram": (0.06, 0.2), "bitsliced_isaac": (0.35, 0.25),
+    tol_x, tol_w = {"pcm": (1e-10, 0.2), "rram": (0.06, 0.2), "bitsliced_isaac": (0.35, 0.3),
                     "switched_cap": (0.3, 0.05)}.get(name, (1e-10, 0.02))
     assert ex < tol_x and ew < tol_w, (ex, ew)
 

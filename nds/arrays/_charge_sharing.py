@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 from .._checks import MAX_CODE_BITS, is_zero, maybe_positive, require, require_count
 from ..cells._capacitor import UnitCapacitor
@@ -175,7 +176,7 @@ class ChargeSharingArray(AbstractCardModule):
         if self.mismatch and maybe_positive(self.a_c):
             if key is None:
                 raise ValueError("ChargeSharingArray.program: capacitor mismatch is on, so a `key` is required")
-            k = jax.random.split(key, 4)
+            k = streams(key, "c_weight_pos", "c_weight_neg", "c_comp_pos", "c_comp_neg")
         else:
             k = [None] * 4
         c_wp = cap.sample(npos, key=k[0])
@@ -200,7 +201,7 @@ class ChargeSharingArray(AbstractCardModule):
         if self.ktc:
             if key is None:
                 raise ValueError("ChargeSharingArray: kT/C noise is on, so a `key` is required at read time")
-            kp, kn = jax.random.split(key)
+            kp, kn = streams(key, "ktc_pos", "ktc_neg")
             vp = vp + self.capacitor.sample_ktc(state.c_tot_p, key=kp)
             vn = vn + self.capacitor.sample_ktc(state.c_tot_n, key=kn)
         return vp, vn

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 from .._checks import concrete, is_traced, require, require_count
 
@@ -113,10 +114,10 @@ class AbstractResistiveCell(AbstractCardModule):
         """
         if key is None:
             return g_target, jnp.zeros_like(g_target)
-        k1, k2 = jax.random.split(key)
-        noise = jax.random.normal(k1, g_target.shape, g_target.dtype) * self.prog_sigma(g_target)
+        k_prog, k_nu = streams(key, "prog_noise", "nu")
+        noise = jax.random.normal(k_prog, g_target.shape, g_target.dtype) * self.prog_sigma(g_target)
         g_prog = jnp.maximum(g_target + noise, 0.0)
-        return g_prog, self.sample_nu(g_target, key=k2)
+        return g_prog, self.sample_nu(g_target, key=k_nu)
 
     # ------------------------------------------------------------------ pulsed update (in-situ training)
     def update(self, g: Float[Array, "..."], pulses: Float[Array, "..."], *, model, devices,

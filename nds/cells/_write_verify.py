@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 from .._checks import require, require_count
 
@@ -98,7 +99,7 @@ class WriteVerify(AbstractCardModule):
         """
         dt = jnp.result_type(g_target, float)
         g_t = jnp.asarray(g_target, dt)
-        k0, kloop = jax.random.split(key)
+        k0, kloop = streams(key, "first_pulse", "pulses")
         lo, hi = jnp.asarray(g_min, dt), jnp.asarray(g_max, dt)
         g = jnp.clip(g_t + self.first_sigma * jax.random.normal(k0, g_t.shape, dt), lo, hi)
         n = jnp.ones(g_t.shape, jnp.int32)
@@ -106,7 +107,7 @@ class WriteVerify(AbstractCardModule):
         def step(carry, k):
             g, n = carry
             done = jnp.abs(g - g_t) < self.tol
-            ka, kb = jax.random.split(jax.random.fold_in(kloop, k))
+            ka, kb = streams(jax.random.fold_in(kloop, k), "gain", "step_noise")
             frac = self.gain * (1.0 + self.gain_c2c * jax.random.normal(ka, g_t.shape, dt))
             g_new = jnp.clip(g + frac * (g_t - g) + self.step_noise * jax.random.normal(kb, g_t.shape, dt), lo, hi)
             return (jnp.where(done, g, g_new), jnp.where(done, n, n + 1)), None

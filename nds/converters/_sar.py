@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._ste import clip_ste
@@ -140,7 +141,7 @@ class SARADC(AbstractCardModule):
         need = (self.mismatch and maybe_positive(self.a_c)) or (self.offset and maybe_positive(self.sigma_offset))
         if need and key is None:
             raise ValueError("SARADC.program: mismatch/offset is on, so a `key` is required")
-        k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
+        k1, k2, k3 = streams(key, "caps", "c_dummy", "offset") if key is not None else (None, None, None)
         units = jnp.broadcast_to(2.0 ** jnp.arange(self.bits, dtype=dtype), (*shape, self.bits))
         cap = self.capacitor
         caps = cap.sample(units, key=k1)
@@ -267,7 +268,7 @@ class MatrixMultiplyingADC(eqx.Module):
         msb_caps = state.caps[..., b0:]
         c_t = jnp.sum(state.caps, axis=-1) + state.c_dummy
         c_sel = sel @ msb_caps if msb_caps.ndim == 1 else jnp.sum(sel * msb_caps, axis=-1)
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "ktc", "adc") if key is not None else (None, None)
         # sampled charge x*C_sel, shared on the whole array: effective input x*C_sel/C_T
         v_eff = jnp.sign(w) * x * c_sel / c_t
         if self.ktc:
@@ -282,7 +283,7 @@ class MatrixMultiplyingADC(eqx.Module):
         """RMS of (reconstructed - exact product) over ``n`` uniform random ``x`` in
         ``[-v_ref, v_ref]`` and uniform random weights, divided by the full-scale product
         ``v_ref (2^w_bits - 1) / 2^w_bits`` (dimensionless)."""
-        kx, kw, kn = jax.random.split(key, 3)
+        kx, kw, kn = streams(key, "x", "w", "read")
         v = self.adc.v_ref
         x = jax.random.uniform(kx, (n,), minval=-v, maxval=v)
         w = jax.random.randint(kw, (n,), -self.w_max, self.w_max + 1)

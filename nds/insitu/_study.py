@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._keys import stream
 from .._cards import card_path, load_card
 from .._monte_carlo import summarize
 from ..cells import PCM, RRAM, ExpStep, LinearStep, SoftBounds
@@ -141,10 +142,10 @@ def insitu_rows(h: dict, sizes: tuple[int, ...], data: tuple, *, key, parts: Any
         total = UpdateCost.zero()
         curve = []
         for ep in range(epochs):
-            states, cost, _ = train_epoch(net, states, xtr, ytr, rule, key=jax.random.fold_in(kc, 1 + ep),
+            states, cost, _ = train_epoch(net, states, xtr, ytr, rule, key=jax.random.split(stream(kc, "train"), epochs)[ep],
                                           batch_size=h["batch_size"], refresh_every=h["refresh_every"])
             total = jax.tree.map(jnp.add, total, cost)
-            curve.append(float(accuracy(net, states, xte, yte, key=jax.random.fold_in(kc, 10_000 + ep))))
+            curve.append(float(accuracy(net, states, xte, yte, key=jax.random.split(stream(kc, "test"), epochs)[ep])))
             upd(ep + 1)
         done()
         log(f"{h['name']} in-situ chip {c}: test accuracy per epoch "

@@ -29,6 +29,7 @@ import numpy as np
 from jax.scipy.special import ndtr
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 
 __all__ = ["DRAMRetention", "retention_flip"]
@@ -155,7 +156,7 @@ def retention_flip(x_int: Int[Array, "..."], ber, *, key: PRNGKeyArray) -> Int[A
         if th is None:
             flips = jnp.ones(shape, bool)
         else:
-            k1, k2 = jax.random.split(key)
+            k1, k2 = streams(key, "bits_hi", "bits_lo")
             hi = jax.random.bits(k1, shape, jnp.uint32)
             lo = jax.random.bits(k2, shape, jnp.uint32)
             th_hi, th_lo = np.uint32(th >> 32), np.uint32(th & 0xFFFFFFFF)

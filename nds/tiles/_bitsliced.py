@@ -253,14 +253,14 @@ class BitSlicedTile(AbstractTile):
         if self.write_verify is not None:
             if key is None:
                 raise ValueError("BitSlicedTile.program: write_verify samples pulses; pass key=...")
-            g_prog = self.write_verify.program(g_t, c.g_min, c.g_max, key=jax.random.fold_in(key, 2)).g
-            nu = c.sample_nu(g_t, key=jax.random.split(key)[1])
+            g_prog = self.write_verify.program(g_t, c.g_min, c.g_max, key=stream(key, "write_verify")).g
+            nu = c.sample_nu(g_t, key=stream(key, "nu"))
         else:
             g_prog, nu = c.program(g_t, key=key)
         if self.faults is not None and not self.faults.is_ideal:
             if key is None:
                 raise ValueError("BitSlicedTile.program: faults are sampled per chip; pass key=...")
-            g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=jax.random.fold_in(key, 1))
+            g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=stream(key, "faults"))
         # the weight scale max|w| itself (0 for all-zero weights: zero out, whatever the noise)
         del s
         return self._finish(g_prog, nu, g_prog, absmax(w) / self.weights.q, 0.0)

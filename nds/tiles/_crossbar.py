@@ -19,9 +19,46 @@ tiles (Rasch et al., Nat. Commun. 14, 5282 (2023)) with the physical quantities 
 5. Digital: partial sums of the row blocks are added, multiplied by the weight scale, the input
    scale and (after drift) the global drift-compensation factor.
 
-Global drift compensation (Joshi 2020; REFERENCES.md): the mean absolute column output for an
-all-ones input is recorded right after programming; at time ``t`` outputs are scaled by the
-ratio of that reference to its value at ``t``.
+Global drift compensation (Joshi et al., Nat. Commun. 11, 2473 (2020); REFERENCES.md): right
+after programming the chip reads a known calibration input through its own periphery — the
+DAC, the arrays with the wire model in use (IR drop included), the read noise and the ADC of
+every array, the digital sum of the partial sums — and records the summed absolute output
+``R(0)``; at time ``t`` it reads the same input again, ``R(t)``, and scales every output by
+``R(0)/R(t)``. The calibration input (``drift_reference``):
+
+* ``"hadamard"`` (default): per row block of ``r`` word lines, the ``m = 2^ceil(log2 r)``
+  rows of the Sylvester Hadamard matrix ``H_m`` restricted to the ``r`` lines, with a fixed
+  ±1 sign per word line (``H·diag(s)``, the same constant pattern on every chip), read on the
+  arrays of that block. Identity-like: its columns are orthogonal (``(HS)ᵀHS = m I``), so for
+  every column ``d`` of the block ``Σ_k |(HS)_k· d| ≥ sqrt(m) ||d||₂``, which vanishes only
+  when every weight of the column is 0 — it cannot cancel, whatever the signs of the weights;
+  the signs ``s`` keep block-structured weights (e.g. ``[a, −a]``, whose unscrambled Hadamard
+  rows read only the drift mismatch of the two halves: 7 % under-compensation measured) from
+  aligning with the pattern. Every read drives all word lines at full scale, so column
+  outputs are ~``sqrt(r)`` single-device readings and use the ADC's range. Measured on a
+  128-input, 64-output Gaussian layer of the PCM card after one year (32 chips,
+  tests/test_xbar.py conditions): the factor scatters 0.23 % chip to chip with or without
+  the default 8-bit ADC (``"ones"``: 2.4 %), and the compensated outputs sit at 0.983 of
+  their t = 0 scale (a single global factor cannot undo state-dependent ν exactly; the
+  one-hot readout gives 1.013 without ADC); on a layer whose every column sums to zero,
+  0.98-0.99 (``"ones"``: 0.38-0.60).
+* ``"identity"``: the ``in`` one-hot vectors (aihwkit's one-hot readout, IBM/aihwkit#407:
+  "drift compensation should use one-hot vectors to read out all weights"). ``R`` is
+  ``Σ_ij |G⁺_ij − G⁻_ij|/(g_max − g_min)`` up to noise: no cancellation either, 0.2-0.4 %
+  scatter, but each read is one device, a small fraction of an ADC range sized for column
+  sums: with the default 8-bit ADC on ±12 the rounding of small weights to zero biases the
+  factor by +2.4 % over the same readout without ADC in that measurement (Hadamard: 0.1 %).
+* ``"ones"``: one all-ones input, ``R = Σ_j |y_j(1)|`` (the first GlobalDriftCompensation
+  readout). A column whose weights sum to about zero reads only noise, so the factor
+  scatters chip to chip; on a layer whose every column sums to zero ``R`` is noise (or
+  exactly 0 without read noise: then no compensation is applied, factor 1, and outputs are
+  left at the drifted scale — the failure the other readouts avoid).
+
+All readouts are noisy on purpose (as aihwkit keeps them: IBM/aihwkit#674): the chip has
+no noise-free reference. A read needs a key for its noise: ``program``/``drift`` draw it from
+the stream ``"calibration"`` of their key (no key: a noise-free calibration read).
+A reference below ``1e-12`` of its scale (only possible with the all-ones readout and no
+noise) gives factor 1, never a division by zero.
 
 How a read is computed (docs/perf.md). Everything that depends on the chip alone is prepared
 once, at program and drift time, in :class:`CrossbarState`: the normalized differential
@@ -51,7 +88,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._cost_types import Cost
-from .._keys import stream
+from .._keys import stream, streams
 from .._rng import GENERATORS, normals
 from ..arrays._crossbar import ResistiveCrossbar
 from ..arrays._partition import pad_to
@@ -62,7 +99,10 @@ from ..converters._uniform import ConverterCosts, UniformADC, UniformDAC
 from ..mapping._differential import DifferentialMapping
 from ._abstract import AbstractTile
 
-__all__ = ["CrossbarState", "CrossbarTile"]
+__all__ = ["CrossbarState", "CrossbarTile", "DRIFT_REFERENCES"]
+
+#: calibration inputs of the global drift compensation (CrossbarTile.drift_reference)
+DRIFT_REFERENCES = ("identity", "hadamard", "ones")
 
 
 def _safe_sqrt(v):
@@ -110,6 +150,24 @@ def _dispatch(fn, ys, params):
     return go(0, flags)
 
 
+#: fixed ±1 signs applied to the word lines of the Hadamard calibration rows (a constant of
+#: the calibration pattern, the same on every chip: a scrambled Hadamard matrix H·diag(s)
+#: keeps HᵀH = m I and does not align with block-structured weights such as [a, −a])
+_SCRAMBLE = np.where(np.random.default_rng(2020).random(1 << 16) < 0.5, -1.0, 1.0)
+
+
+def _hadamard_inputs(r: int, dtype) -> Float[Array, "m r"]:
+    """The ``m = 2^ceil(log2 r)`` rows of the Sylvester Hadamard matrix ``H_m`` restricted to
+    their first ``r`` entries: ±1 inputs whose columns stay orthogonal (``HᵀH = m I``), so
+    ``Σ_k |H_k· d|`` is at least ``sqrt(m) ||d||₂`` and vanishes only for ``d = 0``."""
+    m = 1
+    h = np.ones((1, 1))
+    while m < r:
+        h = np.block([[h, h], [h, -h]])
+        m *= 2
+    return jnp.asarray(h[:, :r] * _SCRAMBLE[:r], dtype)
+
+
 def _unstack(a, axis: int = 0) -> list:
     """``[a[i] for i along axis]`` through ``lax.split``, whose transpose is a concatenation:
     indexing a leading axis transposes to a zero pad per piece, which XLA CPU fuses into
@@ -152,7 +210,8 @@ class CrossbarState(eqx.Module):
             ``None`` when the cell has no C2C read noise.
         w_scale: (out,) weight scale (weight units per normalized conductance); 0 for an
             all-zero weight matrix (or an all-zero row with ``scale_mode="column"``).
-        ref0: reference mean |output| right after programming (normalized units).
+        ref0: calibration readout ``R(0)`` right after programming: the summed absolute
+            output of the calibration reads (normalized units; module docstring).
         comp: drift-compensation factor at ``t`` (1 when off).
         t: seconds since programming.
     """
@@ -179,6 +238,10 @@ class CrossbarTile(AbstractTile):
         mapping: weight → conductance mapping (default differential, per-layer scale).
         out_noise: per-read output noise σ (normalized units) per column and array.
         drift_compensation: apply global drift compensation (default True).
+        drift_reference: calibration input of the drift compensation (static):
+            ``"hadamard"`` (default: ±1 Hadamard rows per row block), ``"identity"``
+            (one-hot reads of every word line) or ``"ones"`` (one all-ones read); see the
+            module docstring.
         converter_costs: per-conversion energy/area card (default: ISAAC 32 nm figures).
         columns_per_adc: columns sharing one ADC (ISAAC: 128), sets latency and ADC area.
         faults: stuck-at faults sampled per chip at program time (default none).
@@ -201,6 +264,7 @@ class CrossbarTile(AbstractTile):
     mapping: DifferentialMapping = DifferentialMapping()
     out_noise: float = 0.0
     drift_compensation: bool = eqx.field(static=True, default=True)
+    drift_reference: str = eqx.field(static=True, default="hadamard")
     converter_costs: ConverterCosts | None = None
     columns_per_adc: int = eqx.field(static=True, default=1)
     faults: FaultModel | None = None
@@ -214,6 +278,8 @@ class CrossbarTile(AbstractTile):
             raise ValueError(f"CrossbarTile.out_noise = {self.out_noise}: must be >= 0")
         if self.noise_rng not in GENERATORS:
             raise ValueError(f"CrossbarTile.noise_rng = {self.noise_rng!r}; allowed: {GENERATORS}")
+        if self.drift_reference not in DRIFT_REFERENCES:
+            raise ValueError(f"CrossbarTile.drift_reference = {self.drift_reference!r}; allowed: {DRIFT_REFERENCES}")
         if self.columns_per_adc < 1:
             raise ValueError(f"CrossbarTile.columns_per_adc = {self.columns_per_adc}: must be >= 1")
 
@@ -229,7 +295,7 @@ class CrossbarTile(AbstractTile):
         return _maybe_on(self.out_noise) or _maybe_on(self.cell.read_noise_c2c)
 
     # ------------------------------------------------------------------ program time
-    def _finish(self, g_prog, nu, g, w_scale, ref0, t) -> CrossbarState:
+    def _finish(self, g_prog, nu, g, w_scale, ref0, t, key=None) -> CrossbarState:
         m = jax.vmap(self.array.effective)(g)
         c = self.cell
         dg = c.g_max - c.g_min
@@ -239,7 +305,10 @@ class CrossbarTile(AbstractTile):
         d2 = None
         if _maybe_on(c.read_noise_c2c):
             d2 = tuple((mp[b][: hi - lo] ** 2 + mn[b][: hi - lo] ** 2) / dg**2 for b, (lo, hi) in enumerate(bounds))
-        ref = self._reference(m)
+        w_scale = jnp.asarray(w_scale)
+        tmp = CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_scale=jnp.ones_like(w_scale),
+                            ref0=jnp.ones((), g.dtype), comp=jnp.ones((), g.dtype), t=jnp.asarray(t, g.dtype))
+        ref = self.calibration_readout(tmp, key=key) if self.drift_compensation else jnp.ones((), g.dtype)
         if ref0 is None:
             # program time: the reference is recorded and the compensation is ref/ref = 1 (the
             # same value, without a dependence on the reference: noise-aware training without
@@ -247,18 +316,65 @@ class CrossbarTile(AbstractTile):
             ref0 = ref
             comp = jnp.ones_like(ref)
         else:
-            # no reference signal (every column sums to zero for the all-ones input): no compensation
-            ok = (ref > 0) & (ref0 > 0)
+            # no reference signal (possible with the all-ones readout on a layer whose every
+            # column sums to zero, without read noise): no compensation, never a division by 0
+            tiny = 1e-12 * jnp.maximum(jnp.abs(ref0), jnp.abs(ref))
+            ok = (ref > tiny) & (ref0 > tiny)
             comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
                     else jnp.ones_like(ref))
         return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_scale=w_scale, ref0=ref0,
                              comp=comp, t=jnp.asarray(t, g.dtype))
 
-    def _reference(self, m):
-        """Mean |column output| (normalized) for an all-ones input at ``v_read``."""
-        mp, mn = _unstack(m)  # = m[0], m[1]; see _unstack
-        diff = (mp - mn).sum(axis=(0, 1))
-        return jnp.mean(jnp.abs(diff)) / (self.cell.g_max - self.cell.g_min)
+    def calibration_readout(self, state: CrossbarState, *, key: PRNGKeyArray | None) -> Float[Array, ""]:
+        """Summed absolute output ``R`` (normalized units, ``v_read (g_max − g_min)`` = 1) of
+        the drift-compensation calibration reads of ``state`` (module docstring): the
+        ``drift_reference`` inputs (``"hadamard"``: Hadamard rows per row block;
+        ``"identity"``: the ``in`` one-hot vectors; ``"ones"``: one all-ones vector) read
+        through the DAC, the arrays (``state.d``, wires included), read noise (drawn from
+        ``key``; ``None``: noise-free) and the ADC of every array, with the weight and input
+        scales left out. Scalar.
+
+        The Hadamard and identity readouts read one row block at a time, on the arrays of that
+        block only (the other arrays are not driven); the all-ones readout reads every block
+        and adds the converted partial sums, as an inference read does.
+        """
+        quiet = key is None
+        if self.drift_reference in ("identity", "hadamard"):
+            total = jnp.zeros((), state.d[0].dtype)
+            keys = jax.random.split(key, len(state.d)) if not quiet else [None] * len(state.d)
+            for b, (db, kb) in enumerate(zip(state.d, keys)):
+                inputs = (jnp.eye(db.shape[0], dtype=db.dtype) if self.drift_reference == "identity"
+                          else _hadamard_inputs(db.shape[0], db.dtype))
+                levels, _ = self.dac(inputs)  # (p, r_b)
+                y = levels @ db
+                if not quiet:
+                    y = self._calibration_noise(y, levels, state, b, kb)
+                total = total + jnp.sum(jnp.abs(self.adc(y)))
+            return total
+        levels, _ = self.dac(jnp.ones((1, state.g.shape[1]), state.d[0].dtype))
+        bounds = _block_bounds(state.g.shape[1], len(state.d), state.m.shape[2])
+        keys = jax.random.split(key, len(state.d)) if not quiet else [None] * len(state.d)
+        y = 0.0
+        for b, ((lo, hi), db, kb) in enumerate(zip(bounds, state.d, keys)):
+            lv = levels[:, lo:hi]
+            yb = lv @ db
+            if not quiet:
+                yb = self._calibration_noise(yb, lv, state, b, kb)
+            y = y + self.adc(yb)
+        return jnp.sum(jnp.abs(y))
+
+    def _calibration_noise(self, y, levels, state: CrossbarState, b: int, key):
+        """``y`` (p, out) of row block ``b`` plus the read noise of a read with DAC ``levels``
+        (p, r_b): output noise and C2C read noise, as :meth:`_read` draws them."""
+        c = self.cell
+        k_out, k_c2c = streams(key, "out_noise", "read_noise_c2c")
+        if _maybe_on(self.out_noise):
+            y = y + self.out_noise * jax.random.normal(k_out, y.shape, y.dtype)
+        if _maybe_on(c.read_noise_c2c):
+            d2 = state.d2 if state.d2 is not None else self._d2(state)
+            sd = _safe_sqrt(levels**2 @ d2[b])
+            y = y + c.read_noise_c2c * sd * jax.random.normal(k_c2c, y.shape, y.dtype)
+        return y
 
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> CrossbarState:
         """Program ``w`` (out, in) onto the chip; ``key`` draws programming error and drift
@@ -272,21 +388,25 @@ class CrossbarTile(AbstractTile):
         if self.write_verify is not None:
             if key is None:
                 raise ValueError("CrossbarTile.program: write_verify samples pulses; pass key=...")
-            g_prog = self.write_verify.program(g_target, c.g_min, c.g_max, key=jax.random.fold_in(key, 2)).g
-            nu = c.sample_nu(g_target, key=jax.random.split(key)[1])
+            g_prog = self.write_verify.program(g_target, c.g_min, c.g_max, key=stream(key, "write_verify")).g
+            nu = c.sample_nu(g_target, key=stream(key, "nu"))
         else:
             g_prog, nu = c.program(g_target, key=key)
         if self.faults is not None and not self.faults.is_ideal:
             if key is None:
                 raise ValueError("CrossbarTile.program: faults are sampled per chip; pass key=...")
-            g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=jax.random.fold_in(key, 1))
-        return self._finish(g_prog, nu, g_prog, w_scale, None, 0.0)
+            g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=stream(key, "faults"))
+        return self._finish(g_prog, nu, g_prog, w_scale, None, 0.0,
+                            key=None if key is None else stream(key, "calibration"))
 
     def drift(self, state: CrossbarState, t, *, key: PRNGKeyArray | None = None) -> CrossbarState:
         """State ``t`` s after programming: drift and accumulated read noise (PCM), with
-        global drift compensation recomputed. ``key`` draws the 1/f noise (None: none)."""
-        g = self.cell.at_time(state.g_prog, state.nu, t, key=key)
-        return self._finish(state.g_prog, state.nu, g, state.w_scale, state.ref0, t)
+        global drift compensation recomputed from a calibration read at ``t`` (module
+        docstring). ``key`` draws the 1/f noise (stream ``"read_noise_1f"``) and the
+        calibration read noise (stream ``"calibration"``); None: neither."""
+        k_1f, k_cal = streams(key, "read_noise_1f", "calibration") if key is not None else (None, None)
+        g = self.cell.at_time(state.g_prog, state.nu, t, key=k_1f)
+        return self._finish(state.g_prog, state.nu, g, state.w_scale, state.ref0, t, key=k_cal)
 
     # ------------------------------------------------------------------ read time
     def apply(self, state: CrossbarState, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None
@@ -385,6 +505,7 @@ class CrossbarTile(AbstractTile):
         return CrossbarTile(
             cell=self.cell.ideal(), array=self.array.ideal(), dac=self.dac.ideal(), adc=self.adc.ideal(),
             mapping=self.mapping, out_noise=0.0, drift_compensation=self.drift_compensation,
+            drift_reference=self.drift_reference,
             converter_costs=self.converter_costs, columns_per_adc=self.columns_per_adc,
             faults=None, write_verify=None, noise_rng=self.noise_rng,
         )

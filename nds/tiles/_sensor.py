@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import AbstractCardModule
 from .._cost_types import Cost
 from .._checks import MAX_CODE_BITS, require, require_count
@@ -158,7 +159,7 @@ class SensorTile(AbstractTile):
         Raises:
             ValueError: ``key`` is None while shot noise or analog noise is on.
         """
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "shot", "analog") if key is not None else (None, None)
         xs = _shot(x, self.sensor, k1, self.shot_noise)
         y = state @ xs
         if self.analog_noise:
@@ -235,7 +236,7 @@ class AnalogSensorFrontEnd(eqx.Module):
         tile = self.tile
         if tile.needs_key and key is None:
             raise ValueError("AnalogSensorFrontEnd: shot/analog noise is on, so a `key` is required")
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "shot", "analog") if key is not None else (None, None)
         x = _shot(image, tile.sensor, k1, tile.shot_noise)
         wmat = tile.program(kernels.reshape(f, k * k))
         patches = jax.lax.conv_general_dilated_patches(x[None, None], (k, k), (1, 1), "VALID")[0]  # (k*k, H', W')

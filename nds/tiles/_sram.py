@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import load_card
 from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
@@ -200,7 +201,7 @@ class SRAMTile(AbstractTile):
             planes = weight_planes(w_n, self.weight_bits)  # (P, out, nb*rows)
         p = planes.shape[0]
         w_cells = planes.reshape(p, out, nb, self.rows).transpose(0, 2, 3, 1)  # (P, nb, rows, out)
-        keys = jax.random.split(key, 4) if key is not None else [None] * 4
+        keys = streams(key, "dvt", "offsets", "adc", "charge") if key is not None else [None] * 4
         col = self.column
         dvt = None
         if self.mode == "current" and col.mismatch and maybe_positive(col.a_vt):
@@ -252,7 +253,7 @@ class SRAMTile(AbstractTile):
         return self.column.dv_lsb
 
     def _pass(self, state: SRAMState, codes: Float[Array, "nb rows"], key) -> Float[Array, "p out"]:
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "array", "readout") if key is not None else (None, None)
         if self.mode == "charge":
             ch = self._charge_array()
             v = codes / self._code_max() * ch.v_ref

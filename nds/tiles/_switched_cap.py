@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._keys import streams
 from .._cards import load_card
 from .._checks import MAX_CODE_BITS, maybe_positive, require, require_count
 from .._cost_types import Cost
@@ -140,7 +141,7 @@ class SwitchedCapTile(AbstractTile):
         if self.array.w_bits is not None:
             n = clip_ste(round_ste(n), -big, big)
         n = jnp.pad(n, ((0, 0), (0, nb * self.rows - n_in))).reshape(out, nb, self.rows).transpose(1, 0, 2)
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "banks", "adc") if key is not None else (None, None)
         banks = self.array.program(n, key=k1)
         adc_state = self.adc.program((nb, out), key=k2, dtype=w.dtype) if self.adc is not None else None
         return SwitchedCapState(banks=banks, adc=adc_state, w_scale=w_scale)
@@ -153,7 +154,7 @@ class SwitchedCapTile(AbstractTile):
             q = clip_ste(round_ste(q), 0.0, lv)
         v = q / lv * arr.v_ref
         nb = xn.shape[0]
-        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        k1, k2 = streams(key, "ktc", "adc") if key is not None else (None, None)
         if arr.ktc:
             ks = jax.random.split(k1, nb)
             dv = jax.vmap(lambda s, vv, kk: arr.mac(s, vv, key=kk))(state.banks, v, ks)
