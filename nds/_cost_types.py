@@ -50,6 +50,10 @@ class Cost:
             (pulses, half-selected cells, line charging, random bits; :mod:`nds.insitu`);
             0 for hardware that is only programmed. Not part of the per-inference energy.
         update_latency_s: time of the in-situ weight updates per training example, s.
+        program_energy_j: energy to program this hardware's weights once, per chip, J
+            (one-shot pulses or the write-verify record; :mod:`nds.cells._programming`). Not
+            part of the per-inference energy.
+        program_time_s: time to program them once, per chip, s (layers one after another).
     """
 
     counts: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -66,6 +70,8 @@ class Cost:
     mac_units: float = 0.0
     update_energy_j: float = 0.0
     update_latency_s: float = 0.0
+    program_energy_j: float = 0.0
+    program_time_s: float = 0.0
 
     def __post_init__(self) -> None:
         bad = set(self.energy_j) - set(ENERGY_CATEGORIES)
@@ -101,6 +107,8 @@ class Cost:
             mac_units=self.mac_units + other.mac_units,
             update_energy_j=self.update_energy_j + other.update_energy_j,
             update_latency_s=self.update_latency_s + other.update_latency_s,
+            program_energy_j=self.program_energy_j + other.program_energy_j,
+            program_time_s=self.program_time_s + other.program_time_s,
         )
 
     def as_dict(self) -> dict[str, Any]:

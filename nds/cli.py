@@ -115,8 +115,12 @@ def report_table(results: dict) -> tuple[str, list[Column], list[list[Any]], str
         cols += [Column("update E/example", "energy"), Column("update t/example", "seconds")]
         rows = [row + [r.get("update_energy_per_example_j"), r.get("update_latency_per_example_s")]
                 for row, r in zip(rows, reps)]
+    # programming, once per chip (not per inference): its own columns, full format only
+    cols += [Column("program E/chip", "energy", False), Column("program t/chip", "seconds", False)]
+    rows = [row + [r.get("programming_energy_j"), r.get("programming_time_s")] for row, r in zip(rows, reps)]
     note = ("Per inference; energies simulated from the cards' per-action figures, not measured; fp: "
-            "unquantized. Energy by category (compute, conversion, array, memories, static): --format markdown.")
+            "unquantized. Energy by category (compute, conversion, array, memories, static) and the programming "
+            "energy and time per chip: --format markdown.")
     return "hardware report", cols, rows, note
 
 

@@ -9,6 +9,9 @@
 * activation traffic through the on-chip buffer (``buffer`` card): the layer's input is read
   once and its output written once, at the tile's activation precision (32 bits when
   floating point) — every design pays this;
+* programming (per chip, once, not per inference): crossbar and bit-sliced tiles add the
+  energy and time to write their devices (one-shot closed form, or a programmed model's
+  write-verify records), reported on its own line, :attr:`CostReport.programming`;
 * off-chip traffic (``dram`` card): the network input is read from DRAM; weights of digital
   tiles that do not fit in the buffer are read from DRAM once per batch (``batch_size``).
   Crossbar, SRAM and switched-capacitor tiles hold their weights in the array (weight
@@ -40,7 +43,7 @@ from ._cards import load_card
 from ._cost_types import ENERGY_CATEGORIES, Cost
 from .nn._analogize import analog_layers, is_analog_layer
 
-__all__ = ["CostReport", "cost", "default_memories", "plot_energy_breakdown"]
+__all__ = ["CostReport", "ProgrammingCost", "cost", "default_memories", "plot_energy_breakdown"]
 
 
 def default_memories() -> tuple[Any, Any]:
@@ -48,6 +51,19 @@ def default_memories() -> tuple[Any, Any]:
     from .memory import DRAM2D, SRAMBuffer
 
     return load_card("mem_glb_eyeriss", SRAMBuffer), load_card("mem_lpddr3", DRAM2D)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgrammingCost:
+    """Programming one chip's weights once (all layers, one after another).
+
+    Attributes:
+        energy_j: J per chip.
+        time_s: s per chip.
+    """
+
+    energy_j: float
+    time_s: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +95,14 @@ class CostReport:
         """Inferences per second with layers pipelined: ``1 / max(layer latency)``."""
         m = max((c.latency_s for _, _, c in self.layers), default=0.0)
         return 1.0 / m if m > 0 else float("inf")
+
+    @property
+    def programming(self) -> ProgrammingCost:
+        """Energy and time to program the chip's weights once (per chip, not per inference):
+        the sum over layers of each tile's one-shot closed form or, for a programmed model, of
+        its states' records (write-verify loops included; :mod:`nds.cells._programming`).
+        Tiles that are not programmed (digital, SRAM loaded by ordinary writes) add 0."""
+        return ProgrammingCost(self.total.program_energy_j, self.total.program_time_s)
 
     @property
     def update_energy_j(self) -> float:
@@ -165,7 +189,12 @@ def _tile_cost(layer, in_shape, batch_size) -> Cost:
             shape = FCShape(layer.name, batch_size, i, o)
         return _scaled(tile.cost_layer(shape), 1.0 / batch_size)
     concrete = isinstance(layer.weight, jax.Array)
-    return tile.cost(_matrix_shape(layer), layer.n_mvm(in_shape), w=layer.matrix() if concrete else None)
+    c = tile.cost(_matrix_shape(layer), layer.n_mvm(in_shape), w=layer.matrix() if concrete else None)
+    state = getattr(layer, "state", None)
+    if hasattr(tile, "program_cost") and state is not None:  # a programmed chip: its own record
+        e, t = tile.program_cost(_matrix_shape(layer), state=state)
+        c = dataclasses.replace(c, program_energy_j=e, program_time_s=t)
+    return c
 
 
 def _matrix_shape(layer) -> tuple[int, int]:

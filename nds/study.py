@@ -880,7 +880,8 @@ def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float 
                n_test: int | None = None) -> dict:
     """One row of the section VIII table: accuracy with its dataset and test-set size, energy
     per inference by category, off-chip bytes, latency, throughput at the batch size, area and
-    area per MAC unit, bits, which layers ran where, and whether figures are measured."""
+    area per MAC unit, bits, which layers ran where, whether figures are measured, and the
+    programming energy and time per chip (paid once, not per inference; ``CostReport.programming``)."""
     t = rep.total
     return {
         "network": network, "hardware": hardware, "dataset": dataset, "n_test": n_test, "accuracy": accuracy,
@@ -890,6 +891,7 @@ def report_row(network: str, hardware: str, rep: CostReport, *, accuracy: float 
         "area_per_mac_unit_m2": t.area_m2 / t.mac_units if t.mac_units else None, "macs": t.macs,
         "bits_weight": t.bits_weight, "bits_activation": t.bits_activation,
         "update_energy_per_example_j": t.update_energy_j, "update_latency_per_example_s": t.update_latency_s,
+        "programming_energy_j": t.program_energy_j, "programming_time_s": t.program_time_s,
         "layers": {name: c.hardware for name, _, c in rep.layers},
         "measured": t.measured, "energy_source": "simulated from cards" if not t.measured else "measured",
     }

@@ -137,9 +137,12 @@ def cc():
 
 def test_cost_linear_counts_and_energy(pcm, cc):
     """AnalogLinear 1000→600 on 256×256 arrays, 8-bit DAC and ADC: 4 row blocks × 3 column
-    blocks; per inference 4·600 ADC conversions, 1000 DAC conversions, 2·600 000 cell reads;
-    energy from the ISAAC card (Shafiee et al. 2016): DAC 8 × 0.417 pJ per input, ADC
-    1.67 pJ per 8-bit conversion, shift-add 0.021 pJ per partial sum."""
+    blocks. The ISAAC card's DAC is bit-serial (Shafiee et al. 2016): 8 cycles per MVM, each a
+    full read: per inference 8·4·600 ADC conversions, 8·1000·3 one-bit DAC pulses (a DAC on
+    every row of each of the 3 column-block arrays), 8·2·600 000 cell reads; energy DAC
+    0.417 pJ per pulse, ADC 1.67 pJ per 8-bit conversion, shift-add 0.021 pJ per converted
+    partial sum; latency 8 read cycles. (Before issue 11: 4·600 conversions, 1000 DAC
+    conversions of 8 × 0.417 pJ, one read.)"""
     w = jax.random.normal(jax.random.key(10), (600, 1000))
     tile = CrossbarTile(cell=pcm, converter_costs=cc)
     layer = AnalogLinear(weight=w, bias=None, out_scale=None, tile=tile, name="fc")
@@ -149,22 +152,22 @@ def test_cost_linear_counts_and_energy(pcm, cc):
     assert name == "fc" and shape == (1000,)
     c = layer.cost((1000,))  # the tile's own cost (nds.cost may add memory traffic to it)
     for cost_ in (c, c_model):
-        assert cost_.counts["adc_conversions"] == 4 * 600
-        assert cost_.counts["dac_conversions"] == 1000
-        assert cost_.counts["cell_reads"] == 2 * 600_000
-        assert cost_.counts["digital_adds"] == 4 * 600
+        assert cost_.counts["adc_conversions"] == 8 * 4 * 600
+        assert cost_.counts["dac_conversions"] == 8 * 1000 * 3
+        assert cost_.counts["cell_reads"] == 8 * 2 * 600_000
+        assert cost_.counts["digital_adds"] == 8 * 4 * 600
         assert cost_.counts["arrays"] == 12
         assert cost_.macs == 600_000
-        assert cost_.energy_j["conversion"] == pytest.approx(1000 * 8 * 0.417e-12 + 2400 * 1.67e-12, rel=1e-9)
-        assert cost_.energy_j["compute"] == pytest.approx(2400 * 0.021e-12, rel=1e-9)
+        assert cost_.energy_j["conversion"] == pytest.approx(24000 * 0.417e-12 + 19200 * 1.67e-12, rel=1e-9)
+        assert cost_.energy_j["compute"] == pytest.approx(19200 * 0.021e-12, rel=1e-9)
     # cell reads: v_read² ḡ t_read per device, ḡ the mean target conductance (g_min = 0 for
     # this card, so ḡ = g_max · mean(|w|/max|w|) / 2 over both devices of each pair)
     wn = np.abs(np.asarray(w)) / np.abs(np.asarray(w)).max()
     g_mean = 25e-6 * wn.mean() / 2
     assert c.counts.get("wire_energy_j", 0.0) == 0.0  # ideal wires
-    assert c.energy_j["array"] == pytest.approx(1.2e6 * 0.2**2 * g_mean * 100e-9, rel=1e-9)
-    # latency: one MVM = t_read + columns_per_adc / adc_rate; the model's layer is never faster
-    assert c.latency_s == pytest.approx(100e-9 + 1 / 1.2e9, rel=1e-12)
+    assert c.energy_j["array"] == pytest.approx(8 * 1.2e6 * 0.2**2 * g_mean * 100e-9, rel=1e-9)
+    # latency: one MVM = 8 cycles of t_read + columns_per_adc / adc_rate; the model's layer is never faster
+    assert c.latency_s == pytest.approx(8 * (100e-9 + 1 / 1.2e9), rel=1e-12)
     assert c_model.latency_s >= c.latency_s * (1 - 1e-12)
     for cost_ in (c, c_model):
         assert cost_.energy_total_j == pytest.approx(sum(cost_.energy_j.values()), rel=1e-15)
@@ -182,11 +185,12 @@ def test_cost_model_totals_and_conv_counts(pcm, cc):
     shapes = {n: s for n, s, _ in rep.layers}
     assert shapes["conv0"] == (1, 8, 8) and shapes["conv1"] == (6, 4, 4) and shapes["linear2"] == (256,)
     c0, c1 = rep.layers[0][2], rep.layers[1][2]
-    assert c0.counts["dac_conversions"] == 25 * 64      # 25 inputs per patch, 64 patches
-    assert c0.counts["adc_conversions"] == 6 * 64       # one array row block
-    assert c0.counts["cell_reads"] == 2 * 25 * 6 * 64
-    assert c1.counts["dac_conversions"] == 150 * 16
-    assert c1.counts["adc_conversions"] == 16 * 16
+    # the ISAAC card's DAC is bit-serial: 8 cycles (8-bit DAC) per MVM, one array per layer
+    assert c0.counts["dac_conversions"] == 8 * 25 * 64      # 25 inputs per patch, 64 patches
+    assert c0.counts["adc_conversions"] == 8 * 6 * 64       # one array row block
+    assert c0.counts["cell_reads"] == 8 * 2 * 25 * 6 * 64
+    assert c1.counts["dac_conversions"] == 8 * 150 * 16
+    assert c1.counts["adc_conversions"] == 8 * 16 * 16
     assert c1.macs == 150 * 16 * 16
     last = rep.layers[4][2]
     assert last.hardware == "digital" and last.macs == 84 * 10

@@ -148,9 +148,13 @@ def test_tiny_study_writes_documented_results(tiny_run):
     assert t8["energy_j"]["compute"] == pytest.approx(macs * cc.e_mac_int8, rel=1e-12)
     assert t32["energy_j"]["compute"] == pytest.approx(macs * cc.e_mac_fp32, rel=1e-12)
     assert t8["energy_j"]["onchip_memory"] < t32["energy_j"]["onchip_memory"]
-    # the PCM layers on 64x64 arrays: 64 → 256 has 1 row block, 256 → 128 has 4, 128 → 10 has 2
+    # the PCM layers on 64x64 arrays: 64 → 256 has 1 row block, 256 → 128 has 4, 128 → 10 has 2;
+    # the ISAAC converter card's DAC is bit-serial: 8 reads (8-bit inputs) per MVM
     pcm_layers = data["cost"]["pcm"][:-1]
-    assert [l["counts"]["adc_conversions"] for l in pcm_layers] == [256, 4 * 128, 2 * 10]
+    assert [l["counts"]["adc_conversions"] for l in pcm_layers] == [8 * 256, 8 * 4 * 128, 8 * 2 * 10]
+    # programming, once per chip, on its own line: 2 devices per weight at the generic one-shot card's 5 pJ
+    rep = next(r for r in data["report"] if r["hardware"] == "pcm")
+    assert rep["programming_energy_j"] == pytest.approx(2 * (64 * 256 + 256 * 128 + 128 * 10) * 5e-12, rel=1e-9)
     png = (out / "accuracy_vs_time.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

@@ -37,8 +37,11 @@ def test_sweep_rows_directions_and_plot(trained, tmp_path):
     assert by[(64, 60.0)]["wire_energy_share"] > 2 * by[(16, 60.0)]["wire_energy_share"]
     # zero resistance reproduces ideal wires chip for chip (same keys)
     tile = CrossbarTile(cell=card, array=ResistiveCrossbar(rows=64, cols=64))
-    k_chips, k_read = jax.random.split(jax.random.key(3))
-    fn = lambda mm, k: nds.train.accuracy(nds.program(mm, key=k), xt, yt, key=jax.random.fold_in(k_read, 0))
+    from nds._keys import streams
+
+    k_chips, k_read = streams(jax.random.key(3), "chips", "read")  # sweep_array's named streams
+    # the same evaluation chunks as sweep_array (eval_batch=250): read keys are split per chunk
+    fn = lambda mm, k: nds.train.accuracy(nds.program(mm, key=k), xt, yt, key=k_read, batch=250)
     ideal = nds.monte_carlo(fn, nds.analogize(m, tile), key=k_chips, num_chips=2)
     np.testing.assert_allclose(by[(64, 0.0)]["accuracy_samples"], ideal.samples, atol=1e-12)
     # IR drop on the 64-row array costs accuracy

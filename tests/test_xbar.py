@@ -152,3 +152,147 @@ def test_compensation_reads_through_the_periphery(pcm):
 def test_bad_drift_reference_named():
     with pytest.raises(ValueError, match="drift_reference = 'eye'.*allowed"):
         CrossbarTile(cell=nds.load_card("pcm_joshi2020", nds.cells.PCM), drift_reference="eye")
+
+
+# ---------------------------------------------------------------------------- 3. costs that add up
+PJ, UM2 = 1e-12, 1e-12
+ISAAC_DAC_E, ISAAC_DAC_A, ISAAC_ADC8_E = 0.417 * PJ, 0.166 * UM2, 1.67 * PJ
+
+
+def _cc(**kw):
+    return dataclasses.replace(nds.load_card("converters_isaac32nm", nds.converters.ConverterCosts), **kw)
+
+
+def test_crossbar_bit_serial_dac_counts(pcm):
+    """A 300-input, 200-output layer on 128 × 128 arrays (3 row blocks × 2 column blocks),
+    8-bit inputs through the ISAAC card's bit-serial 1-bit DAC: 8 full reads per MVM, so
+    ADC conversions ceil(300/128)·200·8 = 4800, DAC pulses 300·2·8 = 4800 (one DAC per row of
+    each of the 2 column-block arrays), cell reads 8·2·300·200, shift-and-adds 4800, latency
+    8 (t_read + 1/f_adc), DAC area 6 arrays × 128 rows × 0.166 µm².
+    Before: 600 ADC conversions, 300 DAC conversions of 8 × 0.417 pJ, one read time."""
+    tile = CrossbarTile(cell=pcm, array=nds.arrays.ResistiveCrossbar(rows=128, cols=128), converter_costs=_cc())
+    c = tile.cost((200, 300), 1)
+    assert c.counts["adc_conversions"] == math.ceil(300 / 128) * 200 * 8 == 4800
+    assert c.counts["dac_conversions"] == 300 * 2 * 8
+    assert c.counts["cell_reads"] == 8 * 2 * 300 * 200
+    assert c.counts["digital_adds"] == 4800 and c.counts["input_cycles"] == 8
+    assert c.energy_j["conversion"] == pytest.approx(4800 * ISAAC_DAC_E + 4800 * ISAAC_ADC8_E, rel=1e-12)
+    assert c.latency_s == pytest.approx(8 * (100e-9 + 1 / 1.2e9), rel=1e-12)
+    cell_area = 6 * 2 * 128 * 128 * float(pcm.cell_area)
+    adc_area = 6 * 128 * 1200 * UM2
+    assert c.area_m2 == pytest.approx(cell_area + adc_area + 6 * 128 * ISAAC_DAC_A, rel=1e-12)
+
+
+def test_crossbar_multi_bit_dac_counts(pcm):
+    """The same layer with a multi-bit DAC card (``dac_serial = 0``): one read per MVM,
+    600 ADC conversions, 600 DAC conversions (300 rows × 2 arrays) at 0.417 pJ · 2^7 each,
+    one read time, DAC area 6 × 128 × 0.166 µm² · 2^7."""
+    tile = CrossbarTile(cell=pcm, array=nds.arrays.ResistiveCrossbar(rows=128, cols=128),
+                        converter_costs=_cc(dac_serial=0))
+    c = tile.cost((200, 300), 1)
+    assert c.counts["adc_conversions"] == 600 and c.counts["dac_conversions"] == 600
+    assert c.counts["cell_reads"] == 2 * 300 * 200 and c.counts["input_cycles"] == 1
+    assert c.energy_j["conversion"] == pytest.approx(600 * ISAAC_DAC_E * 128 + 600 * ISAAC_ADC8_E, rel=1e-12)
+    assert c.latency_s == pytest.approx(100e-9 + 1 / 1.2e9, rel=1e-12)
+    cell_area = 6 * 2 * 128 * 128 * float(pcm.cell_area)
+    assert c.area_m2 == pytest.approx(cell_area + 6 * 128 * 1200 * UM2 + 6 * 128 * ISAAC_DAC_A * 128, rel=1e-12)
+
+
+def test_bitsliced_dac_per_slice_crossbar(rram):
+    """Bit-sliced, differential 8-bit weights over 2-bit cells (4 slices × 2 planes), 8-bit
+    unsigned inputs 2 bits per cycle (4 cycles), the 300 × 200 layer on 128 × 128 arrays
+    (3 × 2 blocks): 300·4·4·2·2 = 19 200 two-bit DAC conversions (a DAC per row of every slice
+    and plane array) at 0.417 pJ · 2 each; ADC 4·4·3·200 = 9600 conversions.
+    Before: 300·4 = 1200 DAC conversions at 2 × 0.417 pJ."""
+    from nds.mapping import BitSliceMapping, InputSlicing
+    from nds.tiles import BitSlicedTile
+
+    tile = BitSlicedTile(cell=rram, array=nds.arrays.ResistiveCrossbar(rows=128, cols=128),
+                         weights=BitSliceMapping(weight_bits=8, bits_per_cell=2, encoding="differential"),
+                         inputs=InputSlicing(input_bits=8, dac_bits=2, signed=False), adc_bits=8,
+                         converter_costs=_cc())
+    assert (tile.weights.n_slices, tile.weights.n_planes, tile.inputs.n_cycles) == (4, 2, 4)
+    c = tile.cost((200, 300), 1)
+    assert c.counts["dac_conversions"] == 300 * 4 * 4 * 2 * 2
+    assert c.counts["adc_conversions"] == 4 * 4 * 3 * 200
+    assert c.energy_j["conversion"] == pytest.approx(19200 * 2 * ISAAC_DAC_E + 9600 * ISAAC_ADC8_E, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- 4. programming cost
+def _linear(tile, w):
+    from nds.nn import AnalogLinear
+    import equinox as eqx
+
+    return eqx.nn.Sequential([AnalogLinear(weight=w, bias=None, out_scale=None, tile=tile, name="fc")])
+
+
+def test_one_shot_programming_cost_closed_form(pcm):
+    """The 300 × 200 layer on 128 × 128 arrays with the generic one-shot card (5 pJ and
+    100 ns per pulse, one pulse per device, a word line at a time): 2·300·200 devices ×
+    5 pJ = 0.6 µJ per chip; (128 + 128 + 44) rows × 2 column-block arrays × 100 ns = 60 µs.
+    The same in the programmed state's record, the tile's cost, ``CostReport.programming``
+    (unprogrammed and programmed model) and the study's report row. Before: no programming
+    cost anywhere."""
+    tile = CrossbarTile(cell=pcm, array=nds.arrays.ResistiveCrossbar(rows=128, cols=128))
+    w = jax.random.normal(jax.random.key(0), (200, 300))
+    want_e, want_t = 120_000 * 5e-12, 600 * 100e-9
+    st = tile.program(w, key=jax.random.key(1))
+    assert float(st.record.energy_j) == pytest.approx(want_e, rel=1e-12)
+    assert float(st.record.time_s) == pytest.approx(want_t, rel=1e-12)
+    assert int(st.record.pulses) == 120_000 and int(st.record.unconverged) == 0
+    assert float(tile.drift(st, 100.0, key=None).record.energy_j) == float(st.record.energy_j)
+    c = tile.cost((200, 300), 1)
+    assert (c.program_energy_j, c.program_time_s) == pytest.approx((want_e, want_t), rel=1e-12)
+    model = _linear(tile, w)
+    for m in (model, nds.program(model, key=jax.random.key(2))):
+        rep = nds.cost(m, (300,))
+        assert (rep.programming.energy_j, rep.programming.time_s) == pytest.approx((want_e, want_t), rel=1e-12)
+        assert rep.energy_j < want_e  # per inference energy is a separate, much smaller line
+    from nds.study import report_row
+
+    row = report_row("mlp", "pcm", rep, accuracy=0.9, dataset="digits")
+    assert row["programming_energy_j"] == pytest.approx(want_e) and row["programming_time_s"] == pytest.approx(want_t)
+    from nds.cli import report_table
+
+    _, cols, rows, _ = report_table({"report": [row]})
+    names = [col.name if hasattr(col, "name") else col[0] for col in cols]
+    i = names.index("program E/chip")
+    assert rows[0][i] == pytest.approx(want_e) and rows[0][names.index("program t/chip")] == pytest.approx(want_t)
+    assert not cols[i].compact  # shown with --format, not in the 80-column view
+
+
+def test_write_verify_record_reaches_the_cost_report(rram):
+    """A 3 × 4 layer programmed with write-verify (5 pJ per pulse, 1 pJ per verify, 1 µs
+    per pulse-verify cycle). Noise-free loop with the first pulse on target: every one of
+    the 2·3·4 devices takes 1 pulse, so the chip costs 24 × 6 pJ and 24 µs (closed form).
+    With the noisy card loop, the state's record equals the full record the tile returns
+    for the same key (its pulses × 6 pJ; unconverged devices counted), and the programmed
+    model's ``CostReport.programming`` carries it. Before: the tile discarded the record."""
+    from nds.cells import WriteVerify
+
+    base = nds.load_card("rram_wan2022_write_verify", WriteVerify)
+    w = jax.random.normal(jax.random.key(0), (3, 4))
+    exact = dataclasses.replace(base, first_sigma=0.0, gain_c2c=0.0, step_noise=0.0)
+    tile = CrossbarTile(cell=rram, write_verify=exact)
+    st = tile.program(w, key=jax.random.key(1))
+    assert float(st.record.energy_j) == pytest.approx(24 * 6e-12, rel=1e-12)
+    assert float(st.record.time_s) == pytest.approx(24 * 1e-6, rel=1e-12)
+    assert int(st.record.pulses) == 24 and int(st.record.unconverged) == 0
+
+    noisy = CrossbarTile(cell=rram, write_verify=dataclasses.replace(base, max_pulses=3, tol=0.2e-6))
+    key = jax.random.key(2)
+    st = noisy.program(w, key=key)
+    full = noisy.write_verify_record(w, key=key)
+    np.testing.assert_array_equal(np.asarray(full.g), np.asarray(st.g_prog))  # the same loop, same bits
+    n = int(np.sum(np.asarray(full.pulses)))
+    assert int(st.record.pulses) == n and n > 24
+    assert float(st.record.energy_j) == pytest.approx(n * 6e-12, rel=1e-12)
+    assert int(st.record.unconverged) == int(np.sum(~np.asarray(full.converged))) > 0
+    rep = nds.cost(nds.program(_linear(noisy, w), key=key), (4,))
+    chip = nds.nn.analog_layers(nds.program(_linear(noisy, w), key=key))[0].state
+    assert rep.programming.energy_j == pytest.approx(float(chip.record.energy_j), rel=1e-12)
+    # an unprogrammed model: the upper bound, every device at max_pulses
+    up = nds.cost(_linear(noisy, w), (4,)).programming
+    assert up.energy_j == pytest.approx(24 * 3 * 6e-12, rel=1e-12) and up.time_s == pytest.approx(72e-6, rel=1e-12)
+    with pytest.raises(ValueError, match="one-shot"):
+        CrossbarTile(cell=rram).write_verify_record(w, key=key)

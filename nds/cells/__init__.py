@@ -9,6 +9,8 @@ from ._capacitor import K_BOLTZMANN as K_BOLTZMANN
 from ._faults import FaultModel as FaultModel
 from ._write_verify import WriteVerify as WriteVerify
 from ._write_verify import WriteVerifyResult as WriteVerifyResult
+from ._programming import OneShotProgramming as OneShotProgramming
+from ._programming import ProgramRecord as ProgramRecord
 from ._update import AbstractUpdateModel as AbstractUpdateModel
 from ._update import ExpStep as ExpStep
 from ._update import LinearStep as LinearStep
@@ -18,6 +20,6 @@ from ._gain_cell import GainCell as GainCell
 
 __all__ = [
     "PCM", "RRAM", "AbstractResistiveCell", "SRAMCell", "UnitCapacitor", "K_BOLTZMANN",
-    "FaultModel", "WriteVerify", "WriteVerifyResult", "GainCell",
+    "FaultModel", "WriteVerify", "WriteVerifyResult", "OneShotProgramming", "ProgramRecord", "GainCell",
     "AbstractUpdateModel", "ExpStep", "LinearStep", "PulseDevices", "SoftBounds",
 ]

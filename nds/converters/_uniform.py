@@ -57,6 +57,24 @@ class ConverterCosts(AbstractCardModule):
     """Per-conversion energy (J), area (m²) and sample rate (S/s) of ADCs by resolution,
     and of a 1-bit DAC. Card kind ``"converters"``.
 
+    DACs. ``dac_e1``/``dac_a1`` are the energy per conversion and area of a 1-bit DAC (one per
+    word line of every array). ``dac_serial`` (card field, 0 or 1) says how a tile with a
+    ``b``-bit input drives it:
+
+    * ``dac_serial = 1`` (bit-serial, ISAAC): the input is fed one bit per cycle through the
+      1-bit DAC, ``b`` cycles per MVM; every cycle is a full array read, with its own ADC
+      conversion of every column and its own read time, and the digital periphery
+      shifts-and-adds the ``b`` partial results (Shafiee et al., ISCA 2016);
+    * ``dac_serial = 0`` (multi-bit DAC): one read per MVM at a ``b``-bit word-line level;
+      a ``b``-bit DAC costs :meth:`dac_energy` ``= dac_e1 · 2^(b−1)`` per conversion and
+      :meth:`dac_area` ``= dac_a1 · 2^(b−1)`` (a binary-weighted DAC switches ``2^b`` unit
+      elements; the scaling the Accelergy/hwcomponents library applies to ISAAC's 1-bit DAC
+      in resolution; an estimate, not a measured figure).
+
+    (:class:`nds.tiles.BitSlicedTile` takes its cycles and DAC bits per cycle from its design
+    card, :class:`nds.mapping.InputSlicing`, and prices a ``dac_bits``-bit DAC with
+    :meth:`dac_energy`; ``dac_serial`` is for :class:`nds.tiles.CrossbarTile`.)
+
     Fields ``adc_e4 .. adc_e10`` and ``adc_a4 .. adc_a10`` are the energy and area of a
     4- to 10-bit ADC (the card's stated range), interpolated log-linearly in bits. Outside
     it the estimate is bounded, not extrapolated freely:
@@ -78,14 +96,15 @@ class ConverterCosts(AbstractCardModule):
     dac_e1: float
     dac_a1: float
     shift_add_e: float
+    dac_serial: int = eqx.field(static=True)
 
     card_kind: ClassVar[str] = "converters"
     card_units: ClassVar[dict[str, str]] = {
         **{f"adc_e{b}": "J" for b in range(4, 11)}, **{f"adc_a{b}": "m2" for b in range(4, 11)},
-        "adc_rate": "Hz", "dac_e1": "J", "dac_a1": "m2", "shift_add_e": "J",
+        "adc_rate": "Hz", "dac_e1": "J", "dac_a1": "m2", "shift_add_e": "J", "dac_serial": "1",
     }
     card_ranges: ClassVar[dict] = {**{f"adc_e{b}": (0.0, 1e-6) for b in range(4, 11)},
-                                   "adc_rate": (1.0, 1e12)}
+                                   "adc_rate": (1.0, 1e12), "dac_serial": (0, 1)}
 
     #: resolutions with a figure on the card, and the range this class will price
     TABLE_BITS: ClassVar[tuple[int, int]] = (4, 10)
@@ -98,6 +117,8 @@ class ConverterCosts(AbstractCardModule):
             for b in range(4, 11):
                 require(lambda v: v > 0, "ConverterCosts", f"{prefix}{b}", getattr(self, f"{prefix}{b}"),
                         "must be > 0 (interpolated in log scale)")
+        require_count("ConverterCosts", "dac_serial", self.dac_serial, 0, 1,
+                      why="1 = bit-serial 1-bit DAC, 0 = multi-bit DAC")
 
     def _interp(self, prefix: str, bits: int) -> float:
         lo, hi = self.PRICE_BITS
@@ -124,6 +145,25 @@ class ConverterCosts(AbstractCardModule):
             ValueError: ``bits`` outside 1–16 (names the card file).
         """
         return self._interp("adc_e", bits)
+
+    def dac_energy(self, bits: int) -> float:
+        """Energy of one conversion of a ``bits``-bit DAC, J: ``dac_e1 · 2^(bits−1)`` (class
+        docstring; ``dac_e1`` for the 1-bit DAC of a bit-serial design).
+
+        Raises:
+            ValueError: ``bits`` not an integer in 1–16.
+        """
+        require_count("ConverterCosts", "dac_energy(bits)", bits, 1, 16)
+        return float(self.dac_e1) * 2.0 ** (bits - 1)
+
+    def dac_area(self, bits: int) -> float:
+        """Area of one ``bits``-bit DAC, m²: ``dac_a1 · 2^(bits−1)`` (class docstring).
+
+        Raises:
+            ValueError: ``bits`` not an integer in 1–16.
+        """
+        require_count("ConverterCosts", "dac_area(bits)", bits, 1, 16)
+        return float(self.dac_a1) * 2.0 ** (bits - 1)
 
     def adc_area(self, bits: int) -> float:
         """Area of one ADC at ``bits`` resolution, m² (see the class docstring).

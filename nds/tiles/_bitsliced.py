@@ -65,6 +65,7 @@ from .._ste import clip_ste, round_ste, absmax
 from ..arrays._crossbar import ResistiveCrossbar
 from ..cells._faults import FaultModel
 from ..cells._resistive import AbstractResistiveCell
+from ..cells._programming import OneShotProgramming, ProgramRecord
 from ..cells._write_verify import WriteVerify
 from ..converters._uniform import ConverterCosts
 from ..mapping._bitslice import BitSliceMapping, InputSlicing, adc_bits_exact
@@ -130,6 +131,7 @@ class BitSlicedState(eqx.Module):
             variance weights ``Σ_e M_e² ((2^b − 1)/g_span)²``; ``None`` without.
         w_step: weight units per integer weight step (``s_w / Q_w``); 0 for all-zero weights.
         t: seconds since programming.
+        record: what programming this chip cost (:class:`nds.cells.ProgramRecord`).
     """
 
     g_prog: Float[Array, "E S n_in n_out"]
@@ -140,6 +142,7 @@ class BitSlicedState(eqx.Module):
     d2: tuple[Float[Array, "r s_out"], ...] | None
     w_step: Float[Array, ""]
     t: Float[Array, ""]
+    record: ProgramRecord | None = None
 
 
 class BitSlicedTile(AbstractTile):
@@ -162,6 +165,8 @@ class BitSlicedTile(AbstractTile):
         faults, write_verify: as :class:`nds.tiles.CrossbarTile`.
         noise_rng: generator of the per-read Gaussians (static), as
             :attr:`nds.tiles.CrossbarTile.noise_rng`.
+        programming: one-shot programming cost card (default ``programming_generic``), as
+            :attr:`nds.tiles.CrossbarTile.programming`.
 
     Raises:
         ValueError: ``adc_lsb <= 0``, negative noise, ``adc_bits < 1``,
@@ -183,6 +188,7 @@ class BitSlicedTile(AbstractTile):
     faults: FaultModel | None = None
     write_verify: WriteVerify | None = None
     noise_rng: str = eqx.field(static=True, default="threefry-boxmuller")
+    programming: OneShotProgramming | None = None
 
     hardware: ClassVar[str] = "bitsliced"
 
@@ -241,31 +247,84 @@ class BitSlicedTile(AbstractTile):
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> BitSlicedState:
         """Quantize, slice and program ``w`` (out, in). ``key`` draws programming error,
         drift exponents and faults; ``None`` skips the programming-error and drift draws (not
-        an error).
+        an error). The state's ``record`` holds the programming energy and time (write-verify
+        loop's record, or the one-shot closed form of :attr:`programming`).
 
         Raises:
             ValueError: ``key`` is None with ``write_verify`` set or with non-ideal ``faults``.
         """
         c = self.cell
-        w_int, s = self.weights.integers(w)
-        d = self.weights.digits(w_int)  # (E, S, in, out)
-        g_t = c.g_min + (c.g_max - c.g_min) * d / self.weights.digit_max
+        g_t = self._targets(w)
         if self.write_verify is not None:
-            if key is None:
-                raise ValueError("BitSlicedTile.program: write_verify samples pulses; pass key=...")
-            g_prog = self.write_verify.program(g_t, c.g_min, c.g_max, key=stream(key, "write_verify")).g
-            nu = c.sample_nu(g_t, key=stream(key, "nu"))
+            res = self.write_verify_record(w, key=key, _g_target=g_t)
+            g_prog = res.g
+            nu = c.sample_nu(g_t, key=stream(key, "nu"))  # the stream c.program draws ν from
+            record = ProgramRecord.from_write_verify(res)
         else:
             g_prog, nu = c.program(g_t, key=key)
+            E, S, n_in, n_out = g_t.shape
+            record = ProgramRecord.one_shot(self._programming_card(), E * S * n_in * n_out,
+                                            self._rows_per_array(n_in, n_out), g_t.dtype)
         if self.faults is not None and not self.faults.is_ideal:
             if key is None:
                 raise ValueError("BitSlicedTile.program: faults are sampled per chip; pass key=...")
             g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=stream(key, "faults"))
         # the weight scale max|w| itself (0 for all-zero weights: zero out, whatever the noise)
-        del s
-        return self._finish(g_prog, nu, g_prog, absmax(w) / self.weights.q, 0.0)
+        return self._finish(g_prog, nu, g_prog, absmax(w) / self.weights.q, 0.0, record=record)
 
-    def _finish(self, g_prog, nu, g, w_step, t):
+    def _targets(self, w):
+        """Target conductances (E, S, in, out) (S) of the digits of ``w`` (out, in)."""
+        c = self.cell
+        w_int, _ = self.weights.integers(w)
+        d = self.weights.digits(w_int)  # (E, S, in, out)
+        return c.g_min + (c.g_max - c.g_min) * d / self.weights.digit_max
+
+    def write_verify_record(self, w: Float[Array, "out in"], *, key: PRNGKeyArray, _g_target=None):
+        """The full record of the write-verify loop :meth:`program` runs for ``w`` (out, in)
+        with ``key`` (:class:`nds.cells.WriteVerifyResult`, per device (E, S, in, out): final
+        conductances (S), pulses, convergence; total energy J and time s), the same bits as the
+        programmed state (stream ``"write_verify"``); the state keeps the totals.
+
+        Raises:
+            ValueError: the tile has no ``write_verify`` card, or ``key`` is None.
+        """
+        if self.write_verify is None:
+            raise ValueError("BitSlicedTile.write_verify_record: this tile programs one-shot (write_verify=None)")
+        if key is None:
+            raise ValueError("BitSlicedTile.program: write_verify samples pulses; pass key=...")
+        c = self.cell
+        g_t = _g_target if _g_target is not None else self._targets(w)
+        return self.write_verify.program(g_t, c.g_min, c.g_max, key=stream(key, "write_verify"))
+
+    def _programming_card(self) -> OneShotProgramming:
+        if self.programming is not None:
+            return self.programming
+        from .._cards import load_card
+
+        return load_card("programming_generic", OneShotProgramming)
+
+    def _rows_per_array(self, n_in: int, n_out: int) -> list[int]:
+        """Used word lines of every array (every plane, slice, row and column block)."""
+        rb, cb = self.array.grid(n_in, n_out)
+        per_plane = [min(self.array.rows, n_in - b * self.array.rows) for b in range(rb) for _ in range(cb)]
+        return per_plane * (self.weights.n_planes * self.weights.n_slices)
+
+    def program_cost(self, w_shape: tuple[int, int], *, state: BitSlicedState | None = None) -> tuple[float, float]:
+        """``(energy J, time s)`` to program an (out, in) matrix once on one chip: from
+        ``state.record`` when given (mean over chips when batched), else the one-shot closed
+        form of :attr:`programming` over ``E·S·in·out`` devices, or for a write-verify tile
+        its upper bound (every device ``max_pulses`` pulses)."""
+        if state is not None and getattr(state, "record", None) is not None:
+            return float(jnp.mean(state.record.energy_j)), float(jnp.mean(state.record.time_s))
+        out, n_in = w_shape
+        n_dev = self.weights.n_planes * self.weights.n_slices * n_in * out
+        if self.write_verify is not None:
+            wv = self.write_verify
+            n = n_dev * int(wv.max_pulses)
+            return n * (float(wv.e_pulse) + float(wv.e_verify)), n * float(wv.t_pulse)
+        return self._programming_card().cost(n_dev, self._rows_per_array(n_in, out))
+
+    def _finish(self, g_prog, nu, g, w_step, t, record=None):
         m = jax.vmap(jax.vmap(self.array.effective))(g)
         c = self.cell
         k = self.weights.digit_max / (c.g_max - c.g_min)  # digit products per siemens
@@ -286,12 +345,12 @@ class BitSlicedTile(AbstractTile):
             d2 = tuple(side_by_side(sum(pl[b][:, : hi - lo] ** 2 for pl in planes) * k**2)
                        for b, (lo, hi) in enumerate(bounds))
         return BitSlicedState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_step=w_step,
-                              t=jnp.asarray(t, g.dtype))
+                              t=jnp.asarray(t, g.dtype), record=record)
 
     def drift(self, state: BitSlicedState, t, *, key: PRNGKeyArray | None = None) -> BitSlicedState:
         """State ``t`` s after programming (no drift compensation: the ADC grid is fixed)."""
         g = self.cell.at_time(state.g_prog, state.nu, t, key=key)
-        return self._finish(state.g_prog, state.nu, g, state.w_step, t)
+        return self._finish(state.g_prog, state.nu, g, state.w_step, t, record=state.record)
 
     # ------------------------------------------------------------------ read time
     def apply(self, state: BitSlicedState, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None
@@ -430,14 +489,19 @@ class BitSlicedTile(AbstractTile):
             adc_bits=None, adc_lsb=self.adc_lsb, adc_offset=0.0, adc_noise=0.0,
             columns_per_adc=self.columns_per_adc, output_bits=self.output_bits,
             converter_costs=self.converter_costs, buffer=self.buffer, noise_rng=self.noise_rng,
+            programming=self.programming,
         )
 
     # ------------------------------------------------------------------ cost
-    def cost(self, w_shape: tuple[int, int], n_mvm: int, *, w: Float[Array, "out in"] | None = None) -> Cost:
+    def cost(self, w_shape: tuple[int, int], n_mvm: int, *, w: Float[Array, "out in"] | None = None,
+             state: BitSlicedState | None = None) -> Cost:
         """Counts, energy, latency and area of ``n_mvm`` MVMs with an (out, in) matrix.
 
         Per MVM (J cycles, S slices, E planes, rb × cb arrays per plane and slice):
-        DAC ``in · J`` conversions of ``dac_bits × E_dac1``; ADC ``J · S · rb · out``
+        DAC one per word line of every array — ``in · J · S · E · cb`` conversions of a
+        ``dac_bits``-bit DAC at ``dac_energy(dac_bits) = dac_e1 · 2^(dac_bits−1)`` (ISAAC:
+        1-bit DACs, ``128 · 16 · 8`` pulses for a 128 × 128 MVM, one per row of each of the
+        8 slice crossbars per cycle); ADC ``J · S · rb · out``
         conversions at ``adc_bits`` (one per column, cycle and slice; a differential pair is
         converted once); cell reads ``J · E · S · in · out`` at ``v_read² ḡ t_read`` (every
         word line driven at full scale: an upper bound); wire I²R (first-order
@@ -445,7 +509,9 @@ class BitSlicedTile(AbstractTile):
         conversion plus one per output for the offset bias; buffer (``buffer`` card) reads of
         ``in · input_bits`` and writes of ``out · output_bits`` bits. Latency
         ``J (t_read + columns_per_adc / f_adc)`` (ISAAC's 100 ns cycle for 128 columns at
-        1.2 GS/s). Area: cells, ADCs (one per ``columns_per_adc`` columns), 1-bit DACs.
+        1.2 GS/s). Area: cells, ADCs (one per ``columns_per_adc`` columns), one
+        ``dac_bits``-bit DAC per row of every array. Programming (per chip):
+        ``program_energy_j``/``program_time_s`` from :meth:`program_cost`.
         """
         out, n_in = w_shape
         cc = self.converter_costs
@@ -457,7 +523,7 @@ class BitSlicedTile(AbstractTile):
         J, S, E = self.inputs.n_cycles, self.weights.n_slices, self.weights.n_planes
         rb, cb = self.array.grid(n_in, out)
         adc_bits = self.adc_bits or self.adc_bits_needed
-        n_dac = n_in * J * n_mvm
+        n_dac = n_in * J * S * E * cb * n_mvm
         n_adc = J * S * rb * out * n_mvm
         n_cells = J * E * S * n_in * out * n_mvm
         n_add = n_adc + (out * n_mvm if self.weights.offset else 0)
@@ -472,7 +538,7 @@ class BitSlicedTile(AbstractTile):
         e_wire = J * E * S * n_mvm * float(c.t_read) * _wire_power_blocks(self.array, n_in, out, g_mean,
                                                                             float(c.v_read))
         energy = {
-            "conversion": n_dac * self.inputs.dac_bits * cc.dac_e1 + n_adc * cc.adc_energy(adc_bits),
+            "conversion": n_dac * cc.dac_energy(self.inputs.dac_bits) + n_adc * cc.adc_energy(adc_bits),
             "array": n_cells * e_cell + e_wire,
             "compute": n_add * cc.shift_add_e,
         }
@@ -491,9 +557,11 @@ class BitSlicedTile(AbstractTile):
         n_arrays = E * S * rb * cb
         adcs = -(-self.array.cols // self.columns_per_adc)
         area = n_arrays * (self.array.rows * self.array.cols * float(c.cell_area) + adcs * cc.adc_area(adc_bits)
-                           + self.array.rows * cc.dac_a1)
+                           + self.array.rows * cc.dac_area(self.inputs.dac_bits))
+        e_prog, t_prog = self.program_cost(w_shape, state=state)
         return Cost(
             counts=counts, energy_j=energy, latency_s=n_mvm * t_mvm, area_m2=area, macs=float(n_in * out * n_mvm),
             bits_weight=self.weights.weight_bits, bits_activation=self.inputs.input_bits, hardware=self.name,
             measured=False, sources=tuple(s for s in dict.fromkeys(sources) if s),
+            program_energy_j=float(e_prog), program_time_s=float(t_prog),
         )

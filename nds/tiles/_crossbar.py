@@ -94,6 +94,7 @@ from ..arrays._crossbar import ResistiveCrossbar
 from ..arrays._partition import pad_to
 from ..cells._faults import FaultModel
 from ..cells._resistive import AbstractResistiveCell
+from ..cells._programming import OneShotProgramming, ProgramRecord
 from ..cells._write_verify import WriteVerify
 from ..converters._uniform import ConverterCosts, UniformADC, UniformDAC
 from ..mapping._differential import DifferentialMapping
@@ -214,6 +215,8 @@ class CrossbarState(eqx.Module):
             output of the calibration reads (normalized units; module docstring).
         comp: drift-compensation factor at ``t`` (1 when off).
         t: seconds since programming.
+        record: what programming this chip cost (:class:`nds.cells.ProgramRecord`: energy,
+            time, pulses, unconverged write-verify devices).
     """
 
     g_prog: Float[Array, "2 n_in n_out"]
@@ -226,6 +229,7 @@ class CrossbarState(eqx.Module):
     ref0: Float[Array, ""]
     comp: Float[Array, ""]
     t: Float[Array, ""]
+    record: ProgramRecord | None = None
 
 
 class CrossbarTile(AbstractTile):
@@ -250,6 +254,8 @@ class CrossbarTile(AbstractTile):
         noise_rng: generator of the per-read Gaussians (static): ``"threefry-boxmuller"``
             (default; exact Gaussian, one hash per two draws) or ``"jax"``
             (``jax.random.normal``); see :mod:`nds._rng`.
+        programming: one-shot programming cost card (:class:`nds.cells.OneShotProgramming`;
+            default ``programming_generic``); a write-verify tile reports its loop's record.
 
     Wire models: ``array=ResistiveCrossbar(rows, cols, wires=ResistiveWires(...))`` gives
     exact IR drop (per-array transfer matrices computed once per programmed state, G+ and
@@ -270,6 +276,7 @@ class CrossbarTile(AbstractTile):
     faults: FaultModel | None = None
     write_verify: WriteVerify | None = None
     noise_rng: str = eqx.field(static=True, default="threefry-boxmuller")
+    programming: OneShotProgramming | None = None
 
     hardware: ClassVar[str] = "crossbar"
 
@@ -295,7 +302,7 @@ class CrossbarTile(AbstractTile):
         return _maybe_on(self.out_noise) or _maybe_on(self.cell.read_noise_c2c)
 
     # ------------------------------------------------------------------ program time
-    def _finish(self, g_prog, nu, g, w_scale, ref0, t, key=None) -> CrossbarState:
+    def _finish(self, g_prog, nu, g, w_scale, ref0, t, key=None, record=None) -> CrossbarState:
         m = jax.vmap(self.array.effective)(g)
         c = self.cell
         dg = c.g_max - c.g_min
@@ -323,7 +330,7 @@ class CrossbarTile(AbstractTile):
             comp = (jnp.where(ok, ref0 / jnp.where(ok, ref, 1.0), 1.0) if self.drift_compensation
                     else jnp.ones_like(ref))
         return CrossbarState(g_prog=g_prog, nu=nu, g=g, m=m, d=d, d2=d2, w_scale=w_scale, ref0=ref0,
-                             comp=comp, t=jnp.asarray(t, g.dtype))
+                             comp=comp, t=jnp.asarray(t, g.dtype), record=record)
 
     def calibration_readout(self, state: CrossbarState, *, key: PRNGKeyArray | None) -> Float[Array, ""]:
         """Summed absolute output ``R`` (normalized units, ``v_read (g_max − g_min)`` = 1) of
@@ -378,7 +385,9 @@ class CrossbarTile(AbstractTile):
 
     def program(self, w: Float[Array, "out in"], *, key: PRNGKeyArray | None) -> CrossbarState:
         """Program ``w`` (out, in) onto the chip; ``key`` draws programming error and drift
-        exponents; ``None`` skips those draws (an ideal programming, not an error). Returns :class:`CrossbarState`.
+        exponents; ``None`` skips those draws (an ideal programming, not an error). Returns
+        :class:`CrossbarState`, whose ``record`` holds the programming energy and time (the
+        write-verify loop's record, or the one-shot closed form of :attr:`programming`).
 
         Raises:
             ValueError: ``key`` is None with ``write_verify`` set or with non-ideal ``faults``.
@@ -386,18 +395,70 @@ class CrossbarTile(AbstractTile):
         c = self.cell
         g_target, w_scale = self.mapping.to_conductance(w, c.g_min, c.g_max, c.levels)
         if self.write_verify is not None:
-            if key is None:
-                raise ValueError("CrossbarTile.program: write_verify samples pulses; pass key=...")
-            g_prog = self.write_verify.program(g_target, c.g_min, c.g_max, key=stream(key, "write_verify")).g
-            nu = c.sample_nu(g_target, key=stream(key, "nu"))
+            res = self.write_verify_record(w, key=key, _g_target=g_target)
+            g_prog = res.g
+            nu = c.sample_nu(g_target, key=stream(key, "nu"))  # the stream c.program draws ν from
+            record = ProgramRecord.from_write_verify(res)
         else:
             g_prog, nu = c.program(g_target, key=key)
+            n_in, n_out = g_target.shape[1:]
+            record = ProgramRecord.one_shot(self._programming_card(), 2 * n_in * n_out,
+                                            self._rows_per_array(n_in, n_out), g_target.dtype)
         if self.faults is not None and not self.faults.is_ideal:
             if key is None:
                 raise ValueError("CrossbarTile.program: faults are sampled per chip; pass key=...")
             g_prog, nu, _ = self.faults.apply(g_prog, nu, c.g_min, c.g_max, key=stream(key, "faults"))
         return self._finish(g_prog, nu, g_prog, w_scale, None, 0.0,
-                            key=None if key is None else stream(key, "calibration"))
+                            key=None if key is None else stream(key, "calibration"), record=record)
+
+    def write_verify_record(self, w: Float[Array, "out in"], *, key: PRNGKeyArray, _g_target=None):
+        """The full record of the write-verify loop :meth:`program` runs for ``w`` (out, in)
+        with ``key``: a :class:`nds.cells.WriteVerifyResult` with per-device final
+        conductances (2, in, out) (S), pulse counts and convergence flags, and the total energy
+        (J) and time (s) — the same bits as the programmed state (stream ``"write_verify"``).
+        The state itself keeps the totals (``state.record``).
+
+        Raises:
+            ValueError: the tile has no ``write_verify`` card, or ``key`` is None.
+        """
+        if self.write_verify is None:
+            raise ValueError("CrossbarTile.write_verify_record: this tile programs one-shot (write_verify=None)")
+        if key is None:
+            raise ValueError("CrossbarTile.program: write_verify samples pulses; pass key=...")
+        c = self.cell
+        g_target = _g_target if _g_target is not None else self.mapping.to_conductance(w, c.g_min, c.g_max, c.levels)[0]
+        return self.write_verify.program(g_target, c.g_min, c.g_max, key=stream(key, "write_verify"))
+
+    def _programming_card(self) -> OneShotProgramming:
+        if self.programming is not None:
+            return self.programming
+        from .._cards import load_card
+
+        return load_card("programming_generic", OneShotProgramming)
+
+    def _rows_per_array(self, n_in: int, n_out: int) -> list[int]:
+        """Used word lines of every array of an (out, in) matrix (a differential pair shares its
+        word line; one entry per array)."""
+        rb, cb = self.array.grid(n_in, n_out)
+        return [min(self.array.rows, n_in - b * self.array.rows) for b in range(rb) for _ in range(cb)]
+
+    def program_cost(self, w_shape: tuple[int, int], *, state: CrossbarState | None = None) -> tuple[float, float]:
+        """``(energy J, time s)`` to program an (out, in) matrix once on one chip.
+
+        From ``state.record`` when a programmed state is given (its mean over chips when the
+        state is batched); otherwise the one-shot closed form of :attr:`programming`
+        (:class:`nds.cells.OneShotProgramming`: ``2·in·out`` devices), or for a write-verify
+        tile its upper bound, every device taking ``max_pulses`` pulses.
+        """
+        if state is not None and getattr(state, "record", None) is not None:
+            return float(jnp.mean(state.record.energy_j)), float(jnp.mean(state.record.time_s))
+        out, n_in = w_shape
+        n_dev = 2 * n_in * out
+        if self.write_verify is not None:
+            wv = self.write_verify
+            n = n_dev * int(wv.max_pulses)
+            return n * (float(wv.e_pulse) + float(wv.e_verify)), n * float(wv.t_pulse)
+        return self._programming_card().cost(n_dev, self._rows_per_array(n_in, out))
 
     def drift(self, state: CrossbarState, t, *, key: PRNGKeyArray | None = None) -> CrossbarState:
         """State ``t`` s after programming: drift and accumulated read noise (PCM), with
@@ -406,7 +467,7 @@ class CrossbarTile(AbstractTile):
         calibration read noise (stream ``"calibration"``); None: neither."""
         k_1f, k_cal = streams(key, "read_noise_1f", "calibration") if key is not None else (None, None)
         g = self.cell.at_time(state.g_prog, state.nu, t, key=k_1f)
-        return self._finish(state.g_prog, state.nu, g, state.w_scale, state.ref0, t, key=k_cal)
+        return self._finish(state.g_prog, state.nu, g, state.w_scale, state.ref0, t, key=k_cal, record=state.record)
 
     # ------------------------------------------------------------------ read time
     def apply(self, state: CrossbarState, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None
@@ -507,23 +568,39 @@ class CrossbarTile(AbstractTile):
             mapping=self.mapping, out_noise=0.0, drift_compensation=self.drift_compensation,
             drift_reference=self.drift_reference,
             converter_costs=self.converter_costs, columns_per_adc=self.columns_per_adc,
-            faults=None, write_verify=None, noise_rng=self.noise_rng,
+            faults=None, write_verify=None, noise_rng=self.noise_rng, programming=self.programming,
         )
 
     # ------------------------------------------------------------------ cost
-    def cost(self, w_shape: tuple[int, int], n_mvm: int, *, w: Float[Array, "out in"] | None = None) -> Cost:
-        """Action counts, energy, latency and area of ``n_mvm`` MVMs with an (out, in) matrix.
+    def cost(self, w_shape: tuple[int, int], n_mvm: int, *, w: Float[Array, "out in"] | None = None,
+             state: CrossbarState | None = None) -> Cost:
+        """Action counts, energy, latency and area of ``n_mvm`` MVMs with an (out, in) matrix
+        on ``rb × cb`` arrays (``rb`` row blocks, ``cb`` column blocks), ``b = dac.bits``
+        (16 when unbounded).
 
-        Energy: DAC ``bits × E_dac1`` per input per MVM (bit-serial equivalent); ADC
-        ``E_adc(bits)`` per column per array per MVM; cell reads ``v_read² · ḡ · t_read`` per
-        device per MVM with ``ḡ`` the mean target conductance of ``w`` (inputs at full scale:
-        an upper bound); wire I²R dissipation (category ``"array"``, also reported alone as
-        ``counts["wire_energy_j"]``, J per inference) from the wire model's first-order
-        uniform-array formula (:meth:`nds.arrays.ResistiveWires.wire_power_uniform`, every
-        used cell at ``ḡ`` and every used word line at ``v_read``, over ``t_read``; 0 for
-        ideal wires); digital adds of partial sums at ``shift_add_e`` each. Latency per MVM:
-        ``t_read + columns_per_adc / adc_rate`` (arrays work in parallel). Area: devices
-        (2 per weight) + ADCs (one per ``columns_per_adc`` columns) + 1-bit DACs per row.
+        DAC: one per word line of every array — a row of the matrix driven on ``cb`` column
+        blocks drives ``cb`` DACs. The converter card's ``dac_serial`` decides how
+        (:class:`nds.converters.ConverterCosts`):
+
+        * bit-serial (``dac_serial = 1``, the ISAAC card): ``J = b`` cycles per MVM, each a
+          full read: ``in · cb · J`` one-bit DAC pulses at ``dac_e1``; ``J · rb · out``
+          ADC conversions; ``J · 2 · in · out`` cell reads; ``J`` read times;
+        * multi-bit (``dac_serial = 0``): ``J = 1``; ``in · cb`` conversions at
+          ``dac_energy(b) = dac_e1 · 2^(b−1)``.
+
+        ADC ``E_adc(adc.bits)`` per column per row block per cycle (a differential pair is
+        converted once); cell reads ``v_read² · ḡ · t_read`` per device per cycle with ``ḡ``
+        the mean target conductance of ``w`` (every word line at full scale: an upper bound);
+        wire I²R dissipation (category ``"array"``, also ``counts["wire_energy_j"]``, J per
+        inference) from the wire model's first-order uniform-array formula
+        (:meth:`nds.arrays.ResistiveWires.wire_power_uniform`, 0 for ideal wires) per cycle;
+        digital shift-and-adds of the partial sums, one per ADC conversion, at ``shift_add_e``.
+        Latency per MVM: ``J (t_read + columns_per_adc / adc_rate)`` (arrays in parallel).
+        Area: devices (2 per weight) + ADCs (one per ``columns_per_adc`` columns) + one DAC
+        per row, per array (``dac_area(1)`` bit-serial, ``dac_area(b)`` multi-bit).
+
+        Programming (per chip, not per inference): ``program_energy_j``/``program_time_s``
+        from :meth:`program_cost` (``state``'s record when given).
         """
         out, n_in = w_shape
         cc = self.converter_costs
@@ -535,10 +612,13 @@ class CrossbarTile(AbstractTile):
         rb, cb = self.array.grid(n_in, out)
         adc_bits = self.adc.bits or 16
         dac_bits = self.dac.bits or 16
-        n_dac = n_in * n_mvm
-        n_adc = rb * out * n_mvm
-        n_cells = 2 * n_in * out * n_mvm
-        n_add = rb * out * n_mvm  # partial-sum accumulation and scaling
+        serial = bool(cc.dac_serial)
+        J = dac_bits if serial else 1  # array reads per MVM
+        n_dac = n_in * cb * J * n_mvm
+        e_dac = cc.dac_energy(1 if serial else dac_bits)
+        n_adc = J * rb * out * n_mvm
+        n_cells = J * 2 * n_in * out * n_mvm
+        n_add = n_adc  # shift-and-add of every converted partial sum
         if w is not None:
             # one compiled program per weight shape, not one per eager operation
             g_t, _ = eqx.filter_jit(self.mapping.to_conductance)(jnp.asarray(w), c.g_min, c.g_max, c.levels)
@@ -546,24 +626,26 @@ class CrossbarTile(AbstractTile):
         else:
             g_mean = 0.5 * (float(c.g_min) + float(c.g_max))
         e_cell = float(c.v_read) ** 2 * g_mean * float(c.t_read)
-        e_wire = 2 * n_mvm * float(c.t_read) * _wire_power_blocks(self.array, n_in, out, g_mean, float(c.v_read))
+        e_wire = 2 * J * n_mvm * float(c.t_read) * _wire_power_blocks(self.array, n_in, out, g_mean, float(c.v_read))
         energy = {
-            "conversion": n_dac * dac_bits * cc.dac_e1 + n_adc * cc.adc_energy(adc_bits),
+            "conversion": n_dac * e_dac + n_adc * cc.adc_energy(adc_bits),
             "array": n_cells * e_cell + e_wire,
             "compute": n_add * cc.shift_add_e,
         }
-        t_mvm = float(c.t_read) + self.columns_per_adc / cc.adc_rate
+        t_mvm = J * (float(c.t_read) + self.columns_per_adc / cc.adc_rate)
         n_arrays = rb * cb
         adcs_per_array = -(-self.array.cols // self.columns_per_adc)
         area = n_arrays * (2 * self.array.rows * self.array.cols * float(c.cell_area)
-                           + adcs_per_array * cc.adc_area(adc_bits) + self.array.rows * cc.dac_a1)
+                           + adcs_per_array * cc.adc_area(adc_bits)
+                           + self.array.rows * cc.dac_area(1 if serial else dac_bits))
         sources = tuple(s for s in ((c.card.source if c.card else ""), (cc.card.source if cc.card else "")) if s)
+        e_prog, t_prog = self.program_cost(w_shape, state=state)
         return Cost(
             counts={"dac_conversions": n_dac, "adc_conversions": n_adc, "cell_reads": n_cells,
-                    "digital_adds": n_add, "arrays": n_arrays, "wire_energy_j": e_wire},
+                    "digital_adds": n_add, "arrays": n_arrays, "wire_energy_j": e_wire, "input_cycles": J},
             energy_j=energy, latency_s=n_mvm * t_mvm, area_m2=area, macs=float(n_in * out * n_mvm),
             bits_weight=(int(np.log2(c.levels)) + 1) if c.levels else None, bits_activation=self.dac.bits,
             hardware=self.name, measured=False, sources=sources,
             mac_units=float(n_arrays * self.array.rows * self.array.cols),
+            program_energy_j=float(e_prog), program_time_s=float(t_prog),
         )
-
