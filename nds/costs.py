@@ -257,8 +257,10 @@ def cost(model: Any, input_shape: tuple[int, ...], *, batch_size: int = 1, buffe
             c, digital_weight_bytes = _layer_cost(l, s_in, s_out, mult, i == 0, i == len(layers) - 1, batch_size,
                                                   buffer, dram, digital_weight_bytes, row is None)
             # a layer called again (weight sharing) runs again on the same arrays: energy and
-            # latency per call, area once
-            row = c if row is None else dataclasses.replace(row + c, area_m2=row.area_m2)
+            # latency per call, area and programming once
+            row = c if row is None else dataclasses.replace(row + c, area_m2=row.area_m2,
+                                                            program_energy_j=row.program_energy_j,
+                                                            program_time_s=row.program_time_s)
         rows.append((l.name, shapes[i][0][0], row))
         total = total + row
     from .nn._digital import node_costs
