@@ -116,7 +116,12 @@ def test_cost_reports_wire_energy():
     c = tile_r.cell
     g_t, _ = tile_r.mapping.to_conductance(W, c.g_min, c.g_max, c.levels)
     g_mean = float(jnp.mean(g_t))
-    e = 2 * 10 * float(c.t_read) * tile_r.array.wires.wire_power_uniform(g_mean, float(c.v_read), 64, 64, N_IN, N_OUT)
+    # the ISAAC converter card's DAC is bit-serial: one full read per input bit (16 for an
+    # unbounded DAC), each dissipating in the wires
+    cycles = cr.counts["input_cycles"]
+    assert cycles == (tile_r.dac.bits or 16)
+    e = cycles * 2 * 10 * float(c.t_read) * tile_r.array.wires.wire_power_uniform(g_mean, float(c.v_read), 64, 64,
+                                                                                  N_IN, N_OUT)
     assert cr.counts["wire_energy_j"] == pytest.approx(e, rel=1e-12) and e > 0
     assert cr.energy_j["array"] == pytest.approx(ci.energy_j["array"] + e, rel=1e-12)
 
