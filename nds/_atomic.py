@@ -25,6 +25,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())  # mkstemp creates 0600; a result file gets the usual umask mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -43,6 +44,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     removed when it raises."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.fchmod(fd, _file_mode())
     os.close(fd)
     try:
         yield pathlib.Path(tmp)
@@ -51,3 +53,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask (read once at import): the mode ``open(path, "w")``
+    gives a new file."""
+    return 0o666 & ~_UMASK
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)

@@ -197,3 +197,22 @@ def test_two_studies_into_one_out_neither_corrupts_nor_replaces_the_other(tmp_pa
     assert (out / f"results-{_hash(cfg_a)}.json").read_bytes() == a_bytes
     assert sorted(p.name for p in out.glob("results*.json")) == sorted(
         ["results.json", f"results-{_hash(cfg_a)}.json"])
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_new_file(tmp_path):
+    """Results and parts written through temporary files (``tempfile.mkstemp`` creates them
+    0600) end with the mode a plain ``open(path, "w")`` gives, so other users can read a
+    study's results as they could before atomic writes."""
+    import os
+    import stat
+
+    from nds._atomic import atomic_path, atomic_write
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    want = stat.S_IMODE(os.stat(plain).st_mode)
+    atomic_write(tmp_path / "a.json", b"{}")
+    with atomic_path(tmp_path / "b.png") as tmp:
+        tmp.write_bytes(b"x")
+    for name in ("a.json", "b.png"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == want, name
