@@ -408,3 +408,17 @@ def test_insitu_study_kind_builds_the_equal_device_and_variants(tmp_path):
     bad.write_text(INSITU_STUDY.replace('name = "mlp"', 'name = "lenet5"'))
     with pytest.raises(nds.study.StudyError, match="network.name = 'mlp'"):
         nds.study.load_study(bad)
+
+
+def test_rule_learning_rate_is_a_differentiable_leaf():
+    """The stochastic-pulse rule's ``lr`` is checked on concrete values only: a batch of
+    learning rates under ``vmap`` and a gradient w.r.t. ``lr`` pass through the constructor
+    (``float()`` on a tracer used to be called there), while a concrete ``lr <= 0`` is refused
+    naming the field."""
+    from nds.insitu import StochasticPulseRule
+
+    lrs = jnp.array([0.01, 0.03])
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda lr: StochasticPulseRule(lr=lr).lr)(lrs)), [0.01, 0.03])
+    assert float(jax.grad(lambda lr: 3.0 * StochasticPulseRule(lr=lr).lr)(0.02)) == 3.0
+    with pytest.raises(ValueError, match="StochasticPulseRule.lr"):
+        StochasticPulseRule(lr=-0.1)

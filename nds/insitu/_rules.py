@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import require
 from .._keys import streams
 
 __all__ = ["RuleCounts", "AbstractUpdateRule", "ManhattanRule", "StochasticPulseRule", "AnalogRule"]
@@ -147,8 +148,8 @@ class StochasticPulseRule(AbstractUpdateRule):
     def __check_init__(self):
         if self.bl < 1:
             raise ValueError(f"StochasticPulseRule.bl = {self.bl}: must be >= 1")
-        if not isinstance(self.lr, jax.core.Tracer) and not float(self.lr) > 0:
-            raise ValueError(f"StochasticPulseRule.lr = {self.lr!r}: must be > 0")
+        # concrete values only: lr stays a differentiable leaf (nds._checks)
+        require(lambda v: v > 0, "StochasticPulseRule", "lr", self.lr, "must be > 0")
 
     def probabilities(self, x, d, dw_min) -> tuple[Float[Array, " n_in"], Float[Array, " n_out"]]:
         """Row and column firing probabilities ``(p, q)``, clipped to ``[0, 1]``."""

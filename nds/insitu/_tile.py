@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import require
 from .._keys import streams
 from ..cells._resistive import AbstractResistiveCell
 from ..cells._update import AbstractUpdateModel, PulseDevices, _is_zero
@@ -168,12 +169,10 @@ class InSituTile(eqx.Module):
             raise ValueError(f"InSituTile.pair = {self.pair!r}; allowed: {PAIR_MODES}")
         if self.rows < 1 or self.cols < 1:
             raise ValueError(f"InSituTile: rows = {self.rows}, cols = {self.cols} must be >= 1")
+        # concrete values only: noise levels and w_max stay differentiable leaves (nds._checks)
         for name in ("out_noise", "back_noise"):
-            v = getattr(self, name)
-            if not isinstance(v, jax.core.Tracer) and float(v) < 0:
-                raise ValueError(f"InSituTile.{name} = {v!r}: must be >= 0")
-        if not isinstance(self.w_max, jax.core.Tracer) and not float(self.w_max) > 0:
-            raise ValueError(f"InSituTile.w_max = {self.w_max!r}: must be > 0")
+            require(lambda v: v >= 0, "InSituTile", name, getattr(self, name), "must be >= 0")
+        require(lambda v: v > 0, "InSituTile", "w_max", self.w_max, "must be > 0")
 
     # ------------------------------------------------------------------ helpers
     @property
