@@ -156,3 +156,21 @@ def test_digital_attention_cost_counts():
     soft = nds.tiles._digital_ops.digital_op_cost("softmax", 110).energy_j["compute"]
     assert c.energy_j["compute"] == pytest.approx(macs * card.e_mac_fp32 + soft, rel=1e-12)
     assert c.energy_j["onchip_memory"] == pytest.approx(macs * card.e_weight_read_32b, rel=1e-12)
+
+
+def test_write_noise_is_a_differentiable_leaf():
+    """``sigma_write`` may be traced: the write draws and scales by it (no ``float()`` on the
+    parameter), so the derivative of ``Σ out²`` w.r.t. ``sigma_write`` equals the central finite
+    difference with the same noise draw (``float()`` on the traced value used to fail here)."""
+    import dataclasses
+
+    from nds.cells import GainCell
+
+    c = nds.load_card("gain_cell_leroux2025", GainCell)
+    x = jnp.linspace(-0.5, 0.5, 8)
+    key = jax.random.key(0)
+    f = lambda s: jnp.sum(dataclasses.replace(c, sigma_write=s).write(x, key=key) ** 2)
+    s0 = jnp.asarray(float(c.sigma_write))
+    eps = 1e-3 * float(s0)
+    fd = (f(s0 + eps) - f(s0 - eps)) / (2 * eps)
+    assert float(jax.grad(f)(s0)) == pytest.approx(float(fd), rel=1e-4)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import maybe_positive
 from .._cards import AbstractCardModule
 from .._keys import streams
 from .._ste import clip_ste, round_ste
@@ -120,7 +121,7 @@ class GainCell(AbstractCardModule):
     @property
     def is_noisy(self) -> bool:
         """Whether a write draws randomness (write error or kT/C on)."""
-        return bool(self.write_noise and float(self.sigma_write) > 0) or bool(self.ktc)
+        return bool(self.write_noise and maybe_positive(self.sigma_write)) or bool(self.ktc)
 
     def ktc_variance(self) -> Float[Array, ""]:
         """kT/C noise variance of one write, V² (``k_B T / c_store``)."""
@@ -150,7 +151,7 @@ class GainCell(AbstractCardModule):
             raise ValueError("GainCell.write: write noise / kT/C is on; pass key=...")
         k_w, k_t = streams(key, "write_noise", "ktc")
         out = xq
-        if self.write_noise and float(self.sigma_write) > 0:
+        if self.write_noise and maybe_positive(self.sigma_write):  # a traced sigma draws (scaled by it)
             out = out + (self.sigma_write / self.v_half) * jax.random.normal(k_w, x.shape, x.dtype)
         if self.ktc:
             out = out + (jnp.sqrt(self.ktc_variance()) / self.v_half) * jax.random.normal(k_t, x.shape, x.dtype)
